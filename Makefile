@@ -1,0 +1,126 @@
+# ticketd: build, test, run, install. `make help` lists the targets.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+CC ?= cc
+SANITIZE ?=
+WERROR ?= $(if $(CI),-Werror,)
+CFLAGS ?= -O2 -g
+WARNINGS = -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+	-Wshadow -Wpointer-arith $(WERROR)
+PKGS = rdkafka jansson libconfig libmicrohttpd
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) $(CFLAGS) -MD -MP \
+	-I/usr/include/postgresql -Isrc \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer,)
+LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -ljansson -lconfig -lmicrohttpd) \
+	-lpq -lpthread
+ALL_LDFLAGS = $(LDFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE),)
+
+BUILD = build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)),)
+comma := ,
+
+DAEMON_MODULES = config log request offsets job kafka metrics store reply \
+	worker consumer reaper http
+DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
+FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
+	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o
+UNIT_TESTS = test_request test_offsets test_config test_http_parse
+UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
+
+.PHONY: all help deps test test-unit test-system run up down bench fuzz \
+	install uninstall clean format format-check check-config valgrind
+
+all: ticketd ticket-flood ## build ticketd and ticket-flood
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages and fetch the pinned Kafka jars
+	scripts/deps.sh
+
+ticketd: $(BUILD)/ticketd
+	cp $< $@
+
+ticket-flood: $(BUILD)/ticket-flood
+	cp $< $@
+
+$(BUILD)/ticketd: $(DAEMON_OBJS) $(BUILD)/src/main.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/ticket-flood: $(FLOOD_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(DAEMON_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+test-unit: $(UNIT_BINS) ## run the cmocka unit tests
+	tests/run.sh --unit-only $(UNIT_BINS)
+
+test: ## install what is missing, build, run unit and system tests
+	scripts/deps.sh
+	$(MAKE) all $(UNIT_BINS)
+	tests/run.sh $(UNIT_BINS)
+
+test-system: all ## run the system tests only (real Kafka + PostgreSQL)
+	tests/run.sh --system-only
+
+check-config: ticketd ## every setting is documented in etc/ticketd.conf
+	tests/check-config.sh
+
+up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/)
+	scripts/stack.sh up
+	scripts/run-ticketd.sh start
+
+down: ## stop everything `make up` started
+	scripts/stack.sh down
+
+run: ## the local stack, ticketd and the seed's demo flood
+	scripts/deps.sh
+	$(MAKE) all
+	scripts/stack.sh up
+	scripts/run-ticketd.sh start
+	. .run/stack.env && ./ticket-flood --fresh-seed
+
+bench: all ## the side-by-side throughput benchmark
+	scripts/bench.sh
+
+valgrind: $(UNIT_BINS) ## the unit tests under memcheck
+	for t in $(UNIT_BINS); do \
+		valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; \
+	done
+
+format: ## reformat the C sources
+	clang-format -i src/*.[ch] producer/*.c tests/unit/*.c
+
+format-check: ## fail when a C source is not formatted
+	clang-format --dry-run --Werror src/*.[ch] producer/*.c tests/unit/*.c
+
+install: all ## install binaries, config and systemd unit (PREFIX, DESTDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ticketd \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/ticketd
+	install -m 755 ticketd ticket-flood $(DESTDIR)$(BINDIR)/
+	install -m 644 etc/ticketd.conf $(DESTDIR)$(SYSCONFDIR)/ticketd/ticketd.conf
+	install -m 644 db/schema.sql db/seed.sql db/check.sql $(DESTDIR)$(PREFIX)/share/ticketd/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		etc/ticketd.service.in > $(DESTDIR)$(UNITDIR)/ticketd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/ticketd.service
+
+uninstall: ## remove what install put there
+	rm -f $(DESTDIR)$(BINDIR)/ticketd $(DESTDIR)$(BINDIR)/ticket-flood \
+		$(DESTDIR)$(UNITDIR)/ticketd.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/ticketd
+
+clean: ## remove build output
+	rm -rf build build-* ticketd ticket-flood
+
+-include $(shell find build* -name '*.d' 2>/dev/null)

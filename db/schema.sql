@@ -1,0 +1,104 @@
+-- ticketd schema: events, sections, bookings, holds and processed requests.
+--
+-- The invariant lives here as far as a constraint can hold it:
+--   0 <= remaining <= capacity on every section.
+-- The rest (capacity - remaining = confirmed seats + active held seats) is
+-- checked by db/check.sql.
+
+CREATE SEQUENCE IF NOT EXISTS events_id_seq START 1000;
+CREATE SEQUENCE IF NOT EXISTS sections_id_seq START 1000;
+CREATE SEQUENCE IF NOT EXISTS bookings_id_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS holds_id_seq START 1;
+
+CREATE TABLE IF NOT EXISTS events (
+    id          bigint PRIMARY KEY DEFAULT nextval('events_id_seq'),
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    venue       text CHECK (venue IS NULL OR length(venue) <= 200),
+    starts_at   timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS sections (
+    id          bigint PRIMARY KEY DEFAULT nextval('sections_id_seq'),
+    event_id    bigint NOT NULL REFERENCES events (id),
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    capacity    integer NOT NULL CHECK (capacity >= 0),
+    remaining   integer NOT NULL,
+    CONSTRAINT sections_remaining_nonnegative CHECK (remaining >= 0),
+    CONSTRAINT sections_remaining_le_capacity CHECK (remaining <= capacity)
+);
+CREATE INDEX IF NOT EXISTS sections_event_id ON sections (event_id);
+
+CREATE TABLE IF NOT EXISTS holds (
+    id          bigint PRIMARY KEY DEFAULT nextval('holds_id_seq'),
+    event_id    bigint NOT NULL REFERENCES events (id),
+    section_id  bigint NOT NULL REFERENCES sections (id),
+    quantity    integer NOT NULL CHECK (quantity > 0),
+    customer    text NOT NULL CHECK (length(customer) BETWEEN 1 AND 254),
+    status      text NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active', 'confirmed', 'released', 'expired')),
+    expires_at  timestamptz NOT NULL,
+    request_key text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    ended_at    timestamptz
+);
+CREATE INDEX IF NOT EXISTS holds_active_expiry ON holds (expires_at)
+    WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS holds_section_active ON holds (section_id)
+    WHERE status = 'active';
+
+CREATE TABLE IF NOT EXISTS bookings (
+    id           bigint PRIMARY KEY DEFAULT nextval('bookings_id_seq'),
+    event_id     bigint NOT NULL REFERENCES events (id),
+    section_id   bigint NOT NULL REFERENCES sections (id),
+    quantity     integer NOT NULL CHECK (quantity > 0),
+    customer     text NOT NULL CHECK (length(customer) BETWEEN 1 AND 254),
+    status       text NOT NULL DEFAULT 'confirmed'
+                 CHECK (status IN ('confirmed', 'cancelled')),
+    hold_id      bigint UNIQUE REFERENCES holds (id),
+    request_key  text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    cancelled_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS bookings_section_id ON bookings (section_id, id);
+CREATE INDEX IF NOT EXISTS bookings_event_id ON bookings (event_id, id);
+CREATE INDEX IF NOT EXISTS bookings_customer ON bookings (customer, id);
+
+-- One row per executed request: the idempotency record. A request whose
+-- key is here is answered with the stored reply and runs nothing.
+-- fingerprint is the canonical form of the payload, so that the same key
+-- with a different payload can be told apart (IDEMPOTENCY_CONFLICT).
+CREATE TABLE IF NOT EXISTS processed_requests (
+    idempotency_key text PRIMARY KEY,
+    request_id      text NOT NULL,
+    type            text NOT NULL,
+    fingerprint     text NOT NULL,
+    status          text NOT NULL,
+    reply           text NOT NULL,
+    processed_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS processed_requests_request_id
+    ON processed_requests (request_id);
+
+-- The invariant, per section: 0 <= remaining <= capacity and
+-- capacity - remaining = confirmed seats + seats of active holds.
+-- `ticket-flood --verify` and the system tests read it; so can you:
+--   SELECT * FROM section_invariant WHERE NOT ok;
+CREATE OR REPLACE VIEW section_invariant AS
+SELECT s.id AS section_id, s.event_id, s.capacity, s.remaining,
+       coalesce(b.seats, 0) AS booked, coalesce(h.seats, 0) AS held,
+       (s.remaining BETWEEN 0 AND s.capacity
+        AND s.capacity - s.remaining = coalesce(b.seats, 0) + coalesce(h.seats, 0)) AS ok
+FROM sections s
+LEFT JOIN (SELECT section_id, sum(quantity) AS seats FROM bookings
+           WHERE status = 'confirmed' GROUP BY section_id) b ON b.section_id = s.id
+LEFT JOIN (SELECT section_id, sum(quantity) AS seats FROM holds
+           WHERE status = 'active' GROUP BY section_id) h ON h.section_id = s.id;
+
+-- At most once: no request created two bookings or two holds.
+CREATE OR REPLACE VIEW duplicate_executions AS
+SELECT 'booking' AS kind, request_key, count(*) AS executions
+FROM bookings GROUP BY request_key HAVING count(*) > 1
+UNION ALL
+SELECT 'hold', request_key, count(*)
+FROM holds GROUP BY request_key HAVING count(*) > 1;

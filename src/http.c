@@ -1,0 +1,514 @@
+/*
+ * http: the read-only query endpoint (libmicrohttpd): events, bookings,
+ * holds, stored request outcomes, health, readiness and metrics.
+ *
+ * It has its own small pool of PostgreSQL connections, so that a slow
+ * query never takes a worker's. Every query is parameterised and every
+ * page size capped; libmicrohttpd's memory limit refuses oversized request
+ * heads and the URL length is checked before routing.
+ */
+#include "http.h"
+
+#include "consumer.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HTTP_URL_MAX 512
+#define HTTP_DEFAULT_LIMIT 50
+#define HTTP_POOL_WAIT_MS 2000
+
+struct http_server {
+	const struct config *cfg;
+	struct metrics *metrics;
+	struct consumer *consumer;
+	struct worker_pool *pool;
+	struct MHD_Daemon *daemon;
+	int port;
+
+	pthread_mutex_t lock; /* guards idle */
+	pthread_cond_t returned;
+	struct store **idle; /* connections not in use */
+	int idle_count;
+	int store_count;
+};
+
+int http_parse_id(const char *s, int64_t *out)
+{
+	int64_t v = 0;
+	size_t len;
+
+	if (!s)
+		return -1;
+	len = strlen(s);
+	if (len < 1 || len > 16)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < 1 || v > 9007199254740991LL)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int http_parse_limit(const char *s, int default_limit, int max_limit, int *out)
+{
+	int64_t v;
+
+	if (!s) {
+		*out = default_limit < max_limit ? default_limit : max_limit;
+		return 0;
+	}
+	if (http_parse_id(s, &v) != 0 || v > max_limit)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+enum http_route http_route_parse(const char *url, char *id, size_t id_size)
+{
+	static const struct {
+		const char *prefix;
+		enum http_route route;
+	} with_id[] = {
+		{ "/events/", HTTP_ROUTE_EVENT },
+		{ "/bookings/", HTTP_ROUTE_BOOKING },
+		{ "/holds/", HTTP_ROUTE_HOLD },
+		{ "/requests/", HTTP_ROUTE_REQUEST },
+	};
+	static const struct {
+		const char *path;
+		enum http_route route;
+	} plain[] = {
+		{ "/events", HTTP_ROUTE_EVENTS },
+		{ "/bookings", HTTP_ROUTE_BOOKINGS },
+		{ "/healthz", HTTP_ROUTE_HEALTHZ },
+		{ "/readyz", HTTP_ROUTE_READYZ },
+		{ "/metrics", HTTP_ROUTE_METRICS },
+	};
+
+	id[0] = '\0';
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		if (strcmp(url, plain[i].path) == 0)
+			return plain[i].route;
+	}
+	for (size_t i = 0; i < sizeof(with_id) / sizeof(with_id[0]); i++) {
+		size_t plen = strlen(with_id[i].prefix);
+		const char *rest;
+		size_t len;
+
+		if (strncmp(url, with_id[i].prefix, plen) != 0)
+			continue;
+		rest = url + plen;
+		len = strlen(rest);
+		if (len == 0 || strchr(rest, '/'))
+			return HTTP_ROUTE_NOT_FOUND;
+		if (len >= id_size)
+			return HTTP_ROUTE_BAD_ID;
+		memcpy(id, rest, len + 1);
+		return with_id[i].route;
+	}
+	return HTTP_ROUTE_NOT_FOUND;
+}
+
+/* ----------------------------------------------------- connection pool */
+
+static struct store *pool_take(struct http_server *http)
+{
+	struct timespec deadline;
+	struct store *st = NULL;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += HTTP_POOL_WAIT_MS / 1000;
+	pthread_mutex_lock(&http->lock);
+	while (http->idle_count == 0) {
+		if (pthread_cond_timedwait(&http->returned, &http->lock,
+					   &deadline) == ETIMEDOUT)
+			break;
+	}
+	if (http->idle_count > 0)
+		st = http->idle[--http->idle_count];
+	pthread_mutex_unlock(&http->lock);
+	return st;
+}
+
+static void pool_give(struct http_server *http, struct store *st)
+{
+	pthread_mutex_lock(&http->lock);
+	http->idle[http->idle_count++] = st;
+	pthread_cond_signal(&http->returned);
+	pthread_mutex_unlock(&http->lock);
+}
+
+/* ------------------------------------------------------------ answers */
+
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned int code,
+			       const char *content_type, char *body)
+{
+	/* body is heap: libmicrohttpd frees it with the response. */
+	struct MHD_Response *response = MHD_create_response_from_buffer(
+		strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result ret;
+
+	if (!response) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+				content_type);
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+				"no-store");
+	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET");
+	ret = MHD_queue_response(conn, code, response);
+	MHD_destroy_response(response);
+	return ret;
+}
+
+static enum MHD_Result respond_json(struct MHD_Connection *conn,
+				    unsigned int code, char *body)
+{
+	if (!body)
+		return MHD_NO;
+	return respond(conn, code, "application/json", body);
+}
+
+/* {"error":{"code":CODE,"message":MESSAGE}}; message holds no quote or
+ * backslash of user input (it is always one of our fixed texts). */
+static enum MHD_Result respond_error(struct MHD_Connection *conn,
+				     unsigned int code, const char *error_code,
+				     const char *message)
+{
+	char *body = NULL;
+
+	if (asprintf(&body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+		     error_code, message) < 0)
+		return MHD_NO;
+	return respond_json(conn, code, body);
+}
+
+static enum MHD_Result respond_view(struct http_server *http,
+				    struct MHD_Connection *conn,
+				    enum store_view view,
+				    const char *const *params,
+				    const char *not_found)
+{
+	struct store *st = pool_take(http);
+	char errstr[512];
+	char *json = NULL;
+	enum store_result rc;
+
+	if (!st)
+		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+				     "BUSY", "no database connection free");
+	if (!store_connected(st) &&
+	    store_connect(st, errstr, sizeof(errstr)) != 0) {
+		pool_give(http, st);
+		log_debug("http: %s", errstr);
+		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+				     "DATABASE_UNAVAILABLE",
+				     "the database cannot be reached");
+	}
+	rc = store_view(st, view, params, &json, errstr, sizeof(errstr));
+	pool_give(http, st);
+	if (rc == STORE_DISCONNECTED)
+		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+				     "DATABASE_UNAVAILABLE",
+				     "the database cannot be reached");
+	if (rc != STORE_OK) {
+		log_warn("http: %s", errstr);
+		return respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				     "INTERNAL", "the query failed");
+	}
+	if (!json)
+		return respond_error(conn, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
+				     not_found);
+	return respond_json(conn, MHD_HTTP_OK, json);
+}
+
+static const char *arg(struct MHD_Connection *conn, const char *name)
+{
+	return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result serve_events(struct http_server *http,
+				    struct MHD_Connection *conn)
+{
+	char after[24], limit_text[24];
+	const char *params[2] = { after, limit_text };
+	int64_t after_id = 0;
+	int limit;
+
+	if (arg(conn, "after") && http_parse_id(arg(conn, "after"), &after_id))
+		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
+				     "after must be a positive integer id");
+	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
+			     http->cfg->http_max_limit, &limit) != 0)
+		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
+				     "limit must be an integer from 1 to the configured maximum");
+	snprintf(after, sizeof(after), "%" PRId64, after_id);
+	snprintf(limit_text, sizeof(limit_text), "%d", limit);
+	return respond_view(http, conn, STORE_VIEW_EVENTS, params, "");
+}
+
+static enum MHD_Result serve_bookings(struct http_server *http,
+				      struct MHD_Connection *conn)
+{
+	char event[24], section[24], after[24], limit_text[24];
+	const char *customer = arg(conn, "customer");
+	const char *params[5] = { NULL, NULL, customer, after, limit_text };
+	int64_t v = 0, after_id = 0;
+	int limit;
+
+	if (arg(conn, "event_id")) {
+		if (http_parse_id(arg(conn, "event_id"), &v) != 0)
+			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
+					     "BAD_ID",
+					     "event_id must be a positive integer");
+		snprintf(event, sizeof(event), "%" PRId64, v);
+		params[0] = event;
+	}
+	if (arg(conn, "section_id")) {
+		if (http_parse_id(arg(conn, "section_id"), &v) != 0)
+			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
+					     "BAD_ID",
+					     "section_id must be a positive integer");
+		snprintf(section, sizeof(section), "%" PRId64, v);
+		params[1] = section;
+	}
+	if (customer && (strlen(customer) < 1 || strlen(customer) > 254))
+		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CUSTOMER",
+				     "customer must be 1 to 254 characters");
+	if (arg(conn, "after") && http_parse_id(arg(conn, "after"), &after_id))
+		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
+				     "after must be a positive integer id");
+	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
+			     http->cfg->http_max_limit, &limit) != 0)
+		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
+				     "limit must be an integer from 1 to the configured maximum");
+	snprintf(after, sizeof(after), "%" PRId64, after_id);
+	snprintf(limit_text, sizeof(limit_text), "%d", limit);
+	return respond_view(http, conn, STORE_VIEW_BOOKINGS, params, "");
+}
+
+static enum MHD_Result serve_readyz(struct http_server *http,
+				    struct MHD_Connection *conn)
+{
+	struct store *st = pool_take(http);
+	int database = 0, consumer = consumer_ready(http->consumer);
+	int workers = worker_pool_db_ready(http->pool);
+	char errstr[512];
+	char *body = NULL;
+
+	if (st) {
+		if (!store_connected(st) &&
+		    store_connect(st, errstr, sizeof(errstr)) != 0)
+			log_debug("readyz: %s", errstr);
+		database = store_ping(st);
+		pool_give(http, st);
+	}
+	if (asprintf(&body,
+		     "{\"status\":\"%s\",\"database\":\"%s\",\"workers\":\"%s\",\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
+		     database && consumer && workers ? "ready" : "unavailable",
+		     database ? "ok" : "down", workers ? "ok" : "waiting",
+		     consumer ? "ok" : "failed",
+		     atomic_load(&http->metrics->assigned_partitions),
+		     atomic_load(&http->metrics->consumer_paused) ? "true" :
+								    "false") < 0)
+		return MHD_NO;
+	return respond_json(conn,
+			    database && consumer && workers ?
+				    MHD_HTTP_OK :
+				    MHD_HTTP_SERVICE_UNAVAILABLE,
+			    body);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **state)
+{
+	struct http_server *http = cls;
+	char id[160];
+	const char *params[1] = { id };
+	int64_t v;
+	enum http_route route;
+
+	(void)version;
+	(void)upload_data;
+	/* First call: headers only. Answer on the second, ignoring any
+	 * body (there is none to a GET that we accept). */
+	if (*state == NULL) {
+		*state = http;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	atomic_fetch_add(&http->metrics->http_requests, 1);
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+		return respond_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+				     "METHOD_NOT_ALLOWED",
+				     "this endpoint is read-only: GET only");
+	if (strlen(url) > HTTP_URL_MAX)
+		return respond_error(conn, MHD_HTTP_URI_TOO_LONG,
+				     "URI_TOO_LONG", "the path is too long");
+
+	route = http_route_parse(url, id, sizeof(id));
+	switch (route) {
+	case HTTP_ROUTE_EVENTS:
+		return serve_events(http, conn);
+	case HTTP_ROUTE_BOOKINGS:
+		return serve_bookings(http, conn);
+	case HTTP_ROUTE_EVENT:
+	case HTTP_ROUTE_BOOKING:
+	case HTTP_ROUTE_HOLD:
+		if (http_parse_id(id, &v) != 0)
+			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
+					     "BAD_ID",
+					     "the id must be a positive integer");
+		snprintf(id, sizeof(id), "%" PRId64, v);
+		if (route == HTTP_ROUTE_EVENT)
+			return respond_view(http, conn, STORE_VIEW_EVENT,
+					    params, "no such event");
+		if (route == HTTP_ROUTE_BOOKING)
+			return respond_view(http, conn, STORE_VIEW_BOOKING,
+					    params, "no such booking");
+		return respond_view(http, conn, STORE_VIEW_HOLD, params,
+				    "no such hold");
+	case HTTP_ROUTE_REQUEST:
+		if (!request_id_valid(id, strlen(id)))
+			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
+					     "BAD_ID",
+					     "a request_id is 1 to 128 characters of [A-Za-z0-9._:-]");
+		return respond_view(http, conn, STORE_VIEW_REQUEST, params,
+				    "no such request");
+	case HTTP_ROUTE_HEALTHZ:
+		return respond_json(conn, MHD_HTTP_OK,
+				    strdup("{\"status\":\"ok\"}"));
+	case HTTP_ROUTE_READYZ:
+		return serve_readyz(http, conn);
+	case HTTP_ROUTE_METRICS: {
+		char *text = metrics_render(http->metrics);
+
+		if (!text)
+			return MHD_NO;
+		return respond(conn, MHD_HTTP_OK,
+			       "text/plain; version=0.0.4; charset=utf-8", text);
+	}
+	case HTTP_ROUTE_BAD_ID:
+		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
+				     "the id is too long");
+	case HTTP_ROUTE_NOT_FOUND:
+		break;
+	}
+	return respond_error(conn, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
+			     "no such resource");
+}
+
+int http_start(struct http_server **out, const struct config *cfg,
+	       struct metrics *metrics, struct consumer *consumer,
+	       struct worker_pool *pool, char *errstr, size_t errstr_size)
+{
+	struct http_server *http = calloc(1, sizeof(*http));
+	struct store_limits limits = { 0 };
+	struct sockaddr_in addr;
+	const union MHD_DaemonInfo *info;
+
+	if (!http) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	http->cfg = cfg;
+	http->metrics = metrics;
+	http->consumer = consumer;
+	http->pool = pool;
+	*out = http;
+	if (strcmp(cfg->http_address, "off") == 0)
+		return 0; /* disabled */
+
+	memset(&addr, 0, sizeof(addr));
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons((uint16_t)cfg->http_port);
+	if (inet_pton(AF_INET, cfg->http_address, &addr.sin_addr) != 1) {
+		snprintf(errstr, errstr_size,
+			 "http_address \"%s\" is not an IPv4 address",
+			 cfg->http_address);
+		goto fail;
+	}
+	pthread_mutex_init(&http->lock, NULL);
+	pthread_cond_init(&http->returned, NULL);
+	http->idle = calloc((size_t)cfg->http_pool_size, sizeof(*http->idle));
+	if (!http->idle) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < cfg->http_pool_size; i++) {
+		struct store *st = store_new(cfg->pg_conninfo, &limits);
+
+		if (!st) {
+			snprintf(errstr, errstr_size, "out of memory");
+			goto fail;
+		}
+		http->idle[http->idle_count++] = st;
+		http->store_count++;
+	}
+	http->daemon = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+		(uint16_t)cfg->http_port, NULL, NULL, on_request, http,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_pool_size,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+		MHD_OPTION_END);
+	if (!http->daemon) {
+		snprintf(errstr, errstr_size, "cannot listen on %s:%d: %s",
+			 cfg->http_address, cfg->http_port, strerror(errno));
+		goto fail;
+	}
+	info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	http->port = info ? info->port : cfg->http_port;
+	return 0;
+fail:
+	http_stop(http);
+	*out = NULL;
+	return -1;
+}
+
+int http_port(const struct http_server *http)
+{
+	return http ? http->port : 0;
+}
+
+void http_stop(struct http_server *http)
+{
+	if (!http)
+		return;
+	if (http->daemon)
+		MHD_stop_daemon(http->daemon);
+	for (int i = 0; i < http->idle_count; i++)
+		store_free(http->idle[i]);
+	free(http->idle);
+	if (http->store_count) {
+		pthread_mutex_destroy(&http->lock);
+		pthread_cond_destroy(&http->returned);
+	}
+	free(http);
+}

@@ -1,0 +1,63 @@
+/*
+ * job: one consumed request message on its way through ticketd, from the
+ * consumer thread through a worker to the reply producer.
+ *
+ * Ownership: the consumer creates a job (job_from_message) and hands it to
+ * a worker queue; the worker hands it to the reply producer; the delivery
+ * report of its last reply hands it back to the consumer, which marks its
+ * offset done and job_free()s it.
+ */
+#ifndef TICKETD_JOB_H
+#define TICKETD_JOB_H
+
+#include "request.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct job {
+	struct job *next; /* worker queue link */
+
+	/* Where the message came from (copied: the message is destroyed). */
+	const char *topic; /* the configured request topic: lives for the run */
+	int32_t partition;
+	int64_t offset;
+	int64_t timestamp_ms;
+	uint64_t generation; /* of the partition's assignment, see consumer.c */
+	void *key;
+	size_t key_len;
+	void *value;
+	size_t value_len;
+
+	/* Spring request/reply headers, if present. */
+	void *correlation_id;
+	size_t correlation_id_len;
+	char reply_topic[REQUEST_TOPIC_MAX + 1]; /* kafka_replyTopic, or "" */
+	int32_t reply_partition; /* kafka_replyPartition, or -1 */
+	int64_t received_us;
+
+	/* Set by the worker. */
+	int valid;
+	struct request req;
+	struct request_error err;
+	enum reply_status status;
+	enum request_error_code error;
+	char *reply_json;
+	int dead_letter; /* copy the message to the dead-letter topic too */
+	atomic_int pending_deliveries;
+};
+
+/*
+ * A job for rkm, copying everything it needs: rkm stays the caller's.
+ * NULL when out of memory.
+ */
+struct job *job_from_message(const rd_kafka_message_t *rkm, const char *topic);
+
+/* Free job and everything it owns. */
+void job_free(struct job *job);
+
+/* Monotonic microseconds, for latencies. */
+int64_t job_now_us(void);
+
+#endif

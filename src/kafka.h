@@ -1,0 +1,34 @@
+/* kafka: librdkafka configuration shared by the consumer, the reply
+ * producer and ticket-flood: checked property setting and logging. */
+#ifndef TICKETD_KAFKA_H
+#define TICKETD_KAFKA_H
+
+#include "config.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+/*
+ * A new librdkafka configuration with bootstrap.servers and client.id from
+ * cfg and librdkafka's log routed to ours. role names the client in the
+ * log ("consumer", "producer"). NULL with errstr on a bad value; the
+ * caller owns the result until rd_kafka_new takes it.
+ */
+rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, const char *role,
+				char *errstr, size_t errstr_size);
+
+/* rd_kafka_conf_set, with the property's name in errstr on failure. */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+		   char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* Apply "name=value" properties in order. 0, or -1 with errstr. */
+int kafka_conf_apply_properties(rd_kafka_conf_t *conf,
+				const struct config_properties *props,
+				char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* Route librdkafka's own log lines through log.h. */
+void kafka_conf_set_logging(rd_kafka_conf_t *conf);
+
+#endif

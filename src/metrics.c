@@ -1,0 +1,201 @@
+/*
+ * metrics: process-wide counters and histograms, updated lock-free from
+ * any thread and rendered in the Prometheus text format.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double size_bounds[METRICS_BUCKETS] = {
+	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000
+};
+static const double second_bounds[METRICS_BUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1,	0.25,  0.5,    1,     2.5,  5,     10
+};
+
+void metrics_init(struct metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->batch_size.bounds = size_bounds;
+	m->transaction_seconds.bounds = second_bounds;
+	m->reply_latency_seconds.bounds = second_bounds;
+	atomic_store(&m->consumer_lag, -1);
+}
+
+void histogram_observe(struct histogram *h, double value)
+{
+	int i = 0;
+
+	while (i < METRICS_BUCKETS && value > h->bounds[i])
+		i++;
+	atomic_fetch_add(&h->counts[i], 1);
+	atomic_fetch_add(&h->sum_micros,
+			 (unsigned long long)(value * 1000000.0 + 0.5));
+}
+
+void metrics_count_request(struct metrics *m, int type, enum reply_status status)
+{
+	if (type < 0 || type > REQUEST_TYPE_COUNT)
+		type = REQUEST_TYPE_COUNT;
+	if (status >= STATUS_COUNT)
+		return;
+	atomic_fetch_add(&m->requests[type][status], 1);
+}
+
+/* A growing text buffer; oom sticks. */
+struct text {
+	char *buf;
+	size_t len, cap;
+	int oom;
+};
+
+static void text_printf(struct text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void text_printf(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->buf ? t->buf + t->len : NULL,
+			      t->buf ? t->cap - t->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->oom = 1;
+			return;
+		}
+		if (t->buf && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap ? t->cap * 2 : 8192;
+		while (cap < t->len + (size_t)n + 1)
+			cap *= 2;
+		char *grown = realloc(t->buf, cap);
+		if (!grown) {
+			t->oom = 1;
+			return;
+		}
+		t->buf = grown;
+		t->cap = cap;
+	}
+}
+
+static void counter(struct text *t, const char *name, const char *help,
+		    unsigned long long value)
+{
+	text_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help,
+		    name, name, value);
+}
+
+static void gauge(struct text *t, const char *name, const char *help,
+		  long long value)
+{
+	text_printf(t, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help,
+		    name, name, value);
+}
+
+static void histogram(struct text *t, const char *name, const char *help,
+		      struct histogram *h)
+{
+	unsigned long long cumulative = 0;
+
+	text_printf(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (int i = 0; i <= METRICS_BUCKETS; i++) {
+		cumulative += atomic_load(&h->counts[i]);
+		if (i < METRICS_BUCKETS)
+			text_printf(t, "%s_bucket{le=\"%g\"} %llu\n", name,
+				    h->bounds[i], cumulative);
+		else
+			text_printf(t, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+				    cumulative);
+	}
+	text_printf(t, "%s_sum %.6f\n%s_count %llu\n", name,
+		    (double)atomic_load(&h->sum_micros) / 1000000.0, name,
+		    cumulative);
+}
+
+char *metrics_render(struct metrics *m)
+{
+	struct text t = { 0 };
+
+	text_printf(&t, "# HELP ticketd_requests_total Requests answered, by type and status.\n"
+			"# TYPE ticketd_requests_total counter\n");
+	for (int type = 0; type <= REQUEST_TYPE_COUNT; type++) {
+		for (int status = 0; status < STATUS_COUNT; status++) {
+			text_printf(&t,
+				    "ticketd_requests_total{type=\"%s\",status=\"%s\"} %llu\n",
+				    type < REQUEST_TYPE_COUNT ?
+					    request_type_name(
+						    (enum request_type)type) :
+					    "unknown",
+				    reply_status_name((enum reply_status)status),
+				    atomic_load(&m->requests[type][status]));
+		}
+	}
+	counter(&t, "ticketd_requests_replayed_total",
+		"Repeated requests answered from their idempotency record.",
+		atomic_load(&m->replayed));
+	counter(&t, "ticketd_dead_lettered_total",
+		"Messages copied to the dead-letter topic.",
+		atomic_load(&m->dead_lettered));
+	counter(&t, "ticketd_batch_retries_total",
+		"Batches run again after a retryable database error.",
+		atomic_load(&m->batch_retries));
+	counter(&t, "ticketd_batch_splits_total",
+		"Batches split to isolate a request the database refused.",
+		atomic_load(&m->batch_splits));
+	counter(&t, "ticketd_db_reconnects_total",
+		"Worker reconnections to PostgreSQL.",
+		atomic_load(&m->db_reconnects));
+	counter(&t, "ticketd_reply_failures_total",
+		"Reply deliveries that failed and were produced again or dead-lettered.",
+		atomic_load(&m->reply_failures));
+	counter(&t, "ticketd_holds_reaped_total",
+		"Expired holds whose seats the reaper returned.",
+		atomic_load(&m->holds_reaped));
+	counter(&t, "ticketd_consumer_pauses_total",
+		"Times the consumer paused its partitions because the queues were full.",
+		atomic_load(&m->consumer_pauses));
+	counter(&t, "ticketd_http_requests_total",
+		"HTTP requests served by the query endpoint.",
+		atomic_load(&m->http_requests));
+	histogram(&t, "ticketd_batch_size", "Requests per database transaction.",
+		  &m->batch_size);
+	histogram(&t, "ticketd_transaction_seconds",
+		  "Time of one batch transaction, BEGIN to COMMIT.",
+		  &m->transaction_seconds);
+	histogram(&t, "ticketd_request_latency_seconds",
+		  "From consuming a request to the delivery of its reply.",
+		  &m->reply_latency_seconds);
+	gauge(&t, "ticketd_queue_depth", "Requests queued for the workers.",
+	      atomic_load(&m->queue_depth));
+	gauge(&t, "ticketd_in_flight",
+	      "Requests consumed whose offset is not yet committable.",
+	      atomic_load(&m->in_flight));
+	gauge(&t, "ticketd_consumer_lag",
+	      "Messages behind the end of the assigned partitions (-1: unknown).",
+	      atomic_load(&m->consumer_lag));
+	gauge(&t, "ticketd_assigned_partitions",
+	      "Partitions of the request topic assigned to this process.",
+	      atomic_load(&m->assigned_partitions));
+	gauge(&t, "ticketd_consumer_paused",
+	      "1 while the consumer is paused for back-pressure.",
+	      atomic_load(&m->consumer_paused));
+	gauge(&t, "ticketd_workers_db_down",
+	      "Workers without a PostgreSQL connection.",
+	      atomic_load(&m->workers_db_down));
+	if (t.oom) {
+		free(t.buf);
+		return NULL;
+	}
+	return t.buf;
+}

@@ -1,0 +1,56 @@
+/*
+ * metrics: process-wide counters and histograms, updated lock-free from
+ * any thread and rendered in the Prometheus text format.
+ */
+#ifndef TICKETD_METRICS_H
+#define TICKETD_METRICS_H
+
+#include "request.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#define METRICS_BUCKETS 14
+
+struct histogram {
+	const double *bounds; /* METRICS_BUCKETS upper bounds, ascending */
+	atomic_ullong counts[METRICS_BUCKETS + 1]; /* last: +Inf */
+	atomic_ullong sum_micros; /* sum of observations * 1e6 */
+};
+
+struct metrics {
+	/* requests answered, by type (last row: type unknown) and status */
+	atomic_ullong requests[REQUEST_TYPE_COUNT + 1][STATUS_COUNT];
+	atomic_ullong replayed;
+	atomic_ullong dead_lettered;
+	atomic_ullong batch_retries;
+	atomic_ullong batch_splits;
+	atomic_ullong db_reconnects;
+	atomic_ullong reply_failures;
+	atomic_ullong holds_reaped;
+	atomic_ullong consumer_pauses;
+	atomic_ullong http_requests;
+	struct histogram batch_size;
+	struct histogram transaction_seconds;
+	struct histogram reply_latency_seconds;
+	atomic_llong queue_depth;
+	atomic_llong in_flight;
+	atomic_llong consumer_lag; /* -1 until the first statistics */
+	atomic_int assigned_partitions;
+	atomic_int consumer_paused;
+	atomic_int workers_db_down; /* workers without a connection */
+};
+
+void metrics_init(struct metrics *m);
+
+void histogram_observe(struct histogram *h, double value);
+
+void metrics_count_request(struct metrics *m, int type, enum reply_status status);
+
+/*
+ * The Prometheus text exposition, heap-allocated (caller frees), or NULL
+ * when out of memory.
+ */
+char *metrics_render(struct metrics *m);
+
+#endif

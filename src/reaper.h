@@ -1,0 +1,23 @@
+/*
+ * reaper: a thread that returns the seats of expired holds, in batches,
+ * skipping sections that workers hold locked. Several ticketd processes
+ * can run one each without waiting on each other.
+ */
+#ifndef TICKETD_REAPER_H
+#define TICKETD_REAPER_H
+
+#include "config.h"
+
+#include <stddef.h>
+
+struct reaper;
+struct metrics;
+
+int reaper_start(struct reaper **out, const struct config *cfg,
+		 struct metrics *metrics, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* Stop the thread and free r. */
+void reaper_stop(struct reaper *r);
+
+#endif

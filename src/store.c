@@ -1,0 +1,1856 @@
+/*
+ * store: all SQL. One struct store is one PostgreSQL connection with its
+ * prepared statements; it is used by one thread at a time.
+ *
+ * A batch is one transaction. Its shape, whatever the request types:
+ *   1. find the sections the batch touches (holds and bookings named by id
+ *      are looked up first: their section is immutable);
+ *   2. lock those sections, ascending id (no deadlock between batches);
+ *   3. lock the holds and bookings named, read the idempotency records;
+ *   4. decide each request in arrival order, in memory;
+ *   5. write events, sections, holds, bookings and idempotency records
+ *      with one statement per table (arrays + unnest); commit once.
+ * Every statement is parameterised and prepared; none is built from input.
+ */
+#include "store.h"
+
+#include "log.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------- SQL */
+
+enum statement {
+	SQL_NOW,
+	SQL_HOLD_SECTIONS,
+	SQL_BOOKING_SECTIONS,
+	SQL_LOCK_SECTIONS,
+	SQL_LOCK_HOLDS,
+	SQL_LOCK_BOOKINGS,
+	SQL_EXPIRED_HOLDS,
+	SQL_PROCESSED,
+	SQL_EVENTS_EXIST,
+	SQL_CUSTOMER_SEATS,
+	SQL_NEXT_EVENT_IDS,
+	SQL_NEXT_SECTION_IDS,
+	SQL_NEXT_HOLD_IDS,
+	SQL_NEXT_BOOKING_IDS,
+	SQL_INSERT_EVENTS,
+	SQL_INSERT_SECTIONS,
+	SQL_UPDATE_SECTIONS,
+	SQL_INSERT_HOLDS,
+	SQL_UPDATE_HOLDS,
+	SQL_INSERT_BOOKINGS,
+	SQL_CANCEL_BOOKINGS,
+	SQL_INSERT_PROCESSED,
+	SQL_REAP_CANDIDATES,
+	SQL_REAP_LOCK_SECTIONS,
+	SQL_REAP_EXPIRE,
+	SQL_COUNT,
+};
+
+struct statement_text {
+	const char *name;
+	int param_count;
+	const char *sql;
+};
+
+static const struct statement_text statements[SQL_COUNT] = {
+	[SQL_NOW] = { "now", 0,
+		      "SELECT (extract(epoch FROM now()) * 1000000)::bigint" },
+	[SQL_HOLD_SECTIONS] = { "hold_sections", 1,
+				"SELECT id, section_id FROM holds "
+				"WHERE id = ANY($1::bigint[])" },
+	[SQL_BOOKING_SECTIONS] = { "booking_sections", 1,
+				   "SELECT id, section_id FROM bookings "
+				   "WHERE id = ANY($1::bigint[])" },
+	[SQL_LOCK_SECTIONS] = { "lock_sections", 1,
+				"SELECT id, event_id, capacity, remaining "
+				"FROM sections WHERE id = ANY($1::bigint[]) "
+				"ORDER BY id FOR UPDATE" },
+	[SQL_LOCK_HOLDS] =
+		{ "lock_holds", 1,
+		  "SELECT id, event_id, section_id, quantity, customer, status, "
+		  "(extract(epoch FROM expires_at) * 1000000)::bigint "
+		  "FROM holds WHERE id = ANY($1::bigint[]) "
+		  "ORDER BY id FOR UPDATE" },
+	[SQL_LOCK_BOOKINGS] = { "lock_bookings", 1,
+				"SELECT id, event_id, section_id, quantity, status "
+				"FROM bookings WHERE id = ANY($1::bigint[]) "
+				"ORDER BY id FOR UPDATE" },
+	[SQL_EXPIRED_HOLDS] =
+		{ "expired_holds", 1,
+		  "SELECT id, event_id, section_id, quantity, customer, status, "
+		  "(extract(epoch FROM expires_at) * 1000000)::bigint "
+		  "FROM holds WHERE section_id = $1::bigint "
+		  "AND status = 'active' AND expires_at <= now() "
+		  "ORDER BY id FOR UPDATE" },
+	[SQL_PROCESSED] = { "processed", 1,
+			    "SELECT idempotency_key, fingerprint, status, reply "
+			    "FROM processed_requests "
+			    "WHERE idempotency_key = ANY($1::text[])" },
+	[SQL_EVENTS_EXIST] = { "events_exist", 1,
+			       "SELECT id FROM events "
+			       "WHERE id = ANY($1::bigint[])" },
+	[SQL_CUSTOMER_SEATS] =
+		{ "customer_seats", 2,
+		  "SELECT customer, sum(quantity)::bigint FROM ("
+		  " SELECT customer, quantity FROM bookings"
+		  " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
+		  " AND status = 'confirmed'"
+		  " UNION ALL"
+		  " SELECT customer, quantity FROM holds"
+		  " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
+		  " AND status = 'active' AND expires_at > now()"
+		  ") seats GROUP BY customer" },
+	[SQL_NEXT_EVENT_IDS] = { "next_event_ids", 1,
+				 "SELECT nextval('events_id_seq') "
+				 "FROM generate_series(1, $1::int)" },
+	[SQL_NEXT_SECTION_IDS] = { "next_section_ids", 1,
+				   "SELECT nextval('sections_id_seq') "
+				   "FROM generate_series(1, $1::int)" },
+	[SQL_NEXT_HOLD_IDS] = { "next_hold_ids", 1,
+				"SELECT nextval('holds_id_seq') "
+				"FROM generate_series(1, $1::int)" },
+	[SQL_NEXT_BOOKING_IDS] = { "next_booking_ids", 1,
+				   "SELECT nextval('bookings_id_seq') "
+				   "FROM generate_series(1, $1::int)" },
+	[SQL_INSERT_EVENTS] =
+		{ "insert_events", 4,
+		  "INSERT INTO events (id, name, venue, starts_at) "
+		  "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], "
+		  "$4::timestamptz[])" },
+	[SQL_INSERT_SECTIONS] =
+		{ "insert_sections", 5,
+		  "INSERT INTO sections (id, event_id, name, capacity, remaining) "
+		  "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], "
+		  "$4::int[], $5::int[])" },
+	[SQL_UPDATE_SECTIONS] =
+		{ "update_sections", 2,
+		  "UPDATE sections s SET remaining = v.remaining "
+		  "FROM unnest($1::bigint[], $2::int[]) AS v(id, remaining) "
+		  "WHERE s.id = v.id" },
+	[SQL_INSERT_HOLDS] =
+		{ "insert_holds", 8,
+		  "INSERT INTO holds (id, event_id, section_id, quantity, customer,"
+		  " status, expires_at, request_key, ended_at) "
+		  "SELECT id, event_id, section_id, quantity, customer, status,"
+		  " timestamptz 'epoch' + expires_us * interval '1 microsecond',"
+		  " request_key,"
+		  " CASE WHEN status = 'active' THEN NULL ELSE now() END "
+		  "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
+		  " $5::text[], $6::text[], $7::bigint[], $8::text[]) "
+		  "AS v(id, event_id, section_id, quantity, customer, status,"
+		  " expires_us, request_key)" },
+	[SQL_UPDATE_HOLDS] = { "update_holds", 2,
+			       "UPDATE holds h SET status = v.status, "
+			       "ended_at = now() "
+			       "FROM unnest($1::bigint[], $2::text[]) "
+			       "AS v(id, status) WHERE h.id = v.id" },
+	[SQL_INSERT_BOOKINGS] =
+		{ "insert_bookings", 7,
+		  "INSERT INTO bookings (id, event_id, section_id, quantity,"
+		  " customer, hold_id, request_key) "
+		  "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
+		  " $4::int[], $5::text[], $6::bigint[], $7::text[])" },
+	[SQL_CANCEL_BOOKINGS] = { "cancel_bookings", 1,
+				  "UPDATE bookings SET status = 'cancelled', "
+				  "cancelled_at = now() "
+				  "WHERE id = ANY($1::bigint[])" },
+	[SQL_INSERT_PROCESSED] =
+		{ "insert_processed", 6,
+		  "INSERT INTO processed_requests (idempotency_key, request_id,"
+		  " type, fingerprint, status, reply) "
+		  "SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+		  " $4::text[], $5::text[], $6::text[])" },
+	[SQL_REAP_CANDIDATES] = { "reap_candidates", 1,
+				  "SELECT DISTINCT section_id FROM ("
+				  " SELECT section_id FROM holds"
+				  " WHERE status = 'active' AND expires_at <= now()"
+				  " ORDER BY expires_at LIMIT $1::int) due" },
+	[SQL_REAP_LOCK_SECTIONS] = { "reap_lock_sections", 1,
+				     "SELECT id FROM sections "
+				     "WHERE id = ANY($1::bigint[]) "
+				     "ORDER BY id FOR UPDATE SKIP LOCKED" },
+	[SQL_REAP_EXPIRE] =
+		{ "reap_expire", 1,
+		  "WITH expired AS ("
+		  " UPDATE holds SET status = 'expired', ended_at = now()"
+		  " WHERE section_id = ANY($1::bigint[]) AND status = 'active'"
+		  " AND expires_at <= now()"
+		  " RETURNING section_id, quantity),"
+		  " returned AS ("
+		  " SELECT section_id, sum(quantity)::int AS seats"
+		  " FROM expired GROUP BY section_id),"
+		  " updated AS ("
+		  " UPDATE sections s SET remaining = s.remaining + r.seats"
+		  " FROM returned r WHERE s.id = r.section_id RETURNING s.id) "
+		  "SELECT count(*) FROM expired" },
+};
+
+/* ------------------------------------------------------ the connection */
+
+struct store {
+	char *conninfo;
+	struct store_limits limits;
+	PGconn *conn;
+};
+
+struct store *store_new(const char *conninfo, const struct store_limits *limits)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->conninfo = strdup(conninfo);
+	if (!st->conninfo) {
+		free(st);
+		return NULL;
+	}
+	st->limits = *limits;
+	return st;
+}
+
+void store_free(struct store *st)
+{
+	if (!st)
+		return;
+	if (st->conn)
+		PQfinish(st->conn);
+	free(st->conninfo);
+	free(st);
+}
+
+int store_connected(const struct store *st)
+{
+	return st->conn && PQstatus(st->conn) == CONNECTION_OK;
+}
+
+int store_connect(struct store *st, char *errstr, size_t errstr_size)
+{
+	PGresult *res;
+
+	if (st->conn)
+		PQfinish(st->conn);
+	{
+		/* connect_timeout first, so that one in conninfo wins: a
+		 * database that does not answer must not hang a worker. */
+		const char *const keywords[] = { "connect_timeout", "dbname",
+						 "application_name", NULL };
+		const char *const values[] = { "5", st->conninfo, "ticketd",
+					       NULL };
+
+		st->conn = PQconnectdbParams(keywords, values, 1);
+	}
+	if (PQstatus(st->conn) != CONNECTION_OK) {
+		snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s",
+			 PQerrorMessage(st->conn));
+		goto fail;
+	}
+	for (int i = 0; i < SQL_COUNT; i++) {
+		res = PQprepare(st->conn, statements[i].name, statements[i].sql,
+				statements[i].param_count, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			snprintf(errstr, errstr_size,
+				 "cannot prepare statement %s: %s",
+				 statements[i].name, PQerrorMessage(st->conn));
+			PQclear(res);
+			goto fail;
+		}
+		PQclear(res);
+	}
+	return 0;
+fail:
+	PQfinish(st->conn);
+	st->conn = NULL;
+	return -1;
+}
+
+/* Classify a failed result; errstr gets the server's message. */
+static enum store_result classify(struct store *st, PGresult *res,
+				  const char *what, char *errstr,
+				  size_t errstr_size)
+{
+	const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) :
+				     NULL;
+
+	snprintf(errstr, errstr_size, "%s: %s%s%s", what,
+		 sqlstate ? sqlstate : "", sqlstate ? " " : "",
+		 PQerrorMessage(st->conn));
+	/* PQerrorMessage ends with a newline: drop it for one-line logs. */
+	errstr[strcspn(errstr, "\n")] = '\0';
+	if (PQstatus(st->conn) != CONNECTION_OK || !sqlstate ||
+	    strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0)
+		return STORE_DISCONNECTED;
+	if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 ||
+	    strcmp(sqlstate, "23505") == 0 || strcmp(sqlstate, "55P03") == 0)
+		return STORE_RETRY;
+	return STORE_FAILED;
+}
+
+static enum store_result simple(struct store *st, const char *sql,
+				char *errstr, size_t errstr_size)
+{
+	PGresult *res = PQexec(st->conn, sql);
+	enum store_result rc = STORE_OK;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = classify(st, res, sql, errstr, errstr_size);
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * Run a prepared statement. On STORE_OK *out is the result (caller
+ * PQclears it) or, with out NULL, cleared here.
+ */
+static enum store_result run(struct store *st, enum statement which,
+			     const char *const *params, PGresult **out,
+			     char *errstr, size_t errstr_size)
+{
+	PGresult *res = PQexecPrepared(st->conn, statements[which].name,
+				       statements[which].param_count, params,
+				       NULL, NULL, 0);
+	ExecStatusType status = PQresultStatus(res);
+
+	if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+		enum store_result rc = classify(st, res, statements[which].name,
+						errstr, errstr_size);
+		PQclear(res);
+		return rc;
+	}
+	if (out)
+		*out = res;
+	else
+		PQclear(res);
+	return STORE_OK;
+}
+
+int store_ping(struct store *st)
+{
+	PGresult *res;
+	int ok;
+
+	if (!store_connected(st))
+		return 0;
+	res = PQexec(st->conn, "SELECT 1");
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PQclear(res);
+	return ok;
+}
+
+/* ------------------------------------------- array parameters as text */
+
+/* A PostgreSQL array literal under construction, "{a,b,c}". */
+struct pgarray {
+	char *buf;
+	size_t len;
+	size_t cap;
+	size_t count;
+	int oom;
+};
+
+static void pgarray_reserve(struct pgarray *a, size_t extra)
+{
+	char *grown;
+	size_t cap;
+
+	if (a->oom || a->len + extra + 2 <= a->cap)
+		return;
+	cap = a->cap ? a->cap : 256;
+	while (cap < a->len + extra + 2)
+		cap *= 2;
+	grown = realloc(a->buf, cap);
+	if (!grown) {
+		a->oom = 1;
+		return;
+	}
+	a->buf = grown;
+	a->cap = cap;
+}
+
+static void pgarray_sep(struct pgarray *a)
+{
+	pgarray_reserve(a, 1);
+	if (a->oom)
+		return;
+	a->buf[a->len++] = a->count++ ? ',' : '{';
+}
+
+static void pgarray_int(struct pgarray *a, int64_t v)
+{
+	pgarray_sep(a);
+	pgarray_reserve(a, 24);
+	if (!a->oom)
+		a->len += (size_t)snprintf(a->buf + a->len, a->cap - a->len,
+					   "%" PRId64, v);
+}
+
+/* A text element: quoted, with backslash and double quote escaped. NULL
+ * s is SQL NULL. */
+static void pgarray_text(struct pgarray *a, const char *s)
+{
+	pgarray_sep(a);
+	if (!s) {
+		pgarray_reserve(a, 4);
+		if (!a->oom) {
+			memcpy(a->buf + a->len, "NULL", 4);
+			a->len += 4;
+		}
+		return;
+	}
+	pgarray_reserve(a, strlen(s) * 2 + 2);
+	if (a->oom)
+		return;
+	a->buf[a->len++] = '"';
+	for (const char *p = s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			a->buf[a->len++] = '\\';
+		a->buf[a->len++] = *p;
+	}
+	a->buf[a->len++] = '"';
+}
+
+/* The finished literal ("{}" when empty), or NULL when out of memory. */
+static const char *pgarray_done(struct pgarray *a)
+{
+	if (a->count == 0) {
+		pgarray_reserve(a, 2);
+		if (a->oom)
+			return NULL;
+		a->buf[a->len++] = '{';
+	}
+	pgarray_reserve(a, 1);
+	if (a->oom)
+		return NULL;
+	a->buf[a->len++] = '}';
+	a->buf[a->len] = '\0';
+	return a->buf;
+}
+
+static void pgarray_free(struct pgarray *a)
+{
+	free(a->buf);
+	memset(a, 0, sizeof(*a));
+}
+
+/* ------------------------------------------------ the batch in memory */
+
+enum hold_status {
+	HOLD_ACTIVE,
+	HOLD_CONFIRMED,
+	HOLD_RELEASED,
+	HOLD_EXPIRED_STATUS,
+};
+
+static const char *const hold_status_names[] = { "active", "confirmed",
+						 "released", "expired" };
+
+struct section_row {
+	int64_t id;
+	int64_t event_id;
+	int capacity;
+	int remaining;
+	int initial_remaining;
+	int is_new;
+	const char *name; /* new sections only: points into the request */
+	int expired_loaded; /* its expired holds are in the batch already */
+};
+
+struct hold_row {
+	int64_t id;
+	int64_t event_id;
+	int64_t section_id;
+	int quantity;
+	char *customer;
+	enum hold_status status;
+	enum hold_status initial_status;
+	int64_t expires_us;
+	int is_new;
+	const char *request_key;
+};
+
+struct booking_row {
+	int64_t id;
+	int64_t event_id;
+	int64_t section_id;
+	int quantity;
+	int cancelled;
+	int initial_cancelled;
+	int is_new;
+	int64_t hold_id;
+	const char *customer;
+	const char *request_key;
+};
+
+struct new_event {
+	int64_t id;
+	const struct request *req;
+};
+
+struct processed_row {
+	char *key;
+	char *fingerprint;
+	char *status;
+	char *reply;
+};
+
+struct customer_seats {
+	int64_t event_id;
+	char *customer;
+	int64_t seats;
+};
+
+/* Everything one batch reads and decides; freed by batch_free. */
+struct batch {
+	struct store *st;
+	int64_t now_us;
+
+	struct section_row *sections;
+	size_t section_count, section_cap;
+	struct hold_row *holds;
+	size_t hold_count, hold_cap;
+	struct booking_row *bookings;
+	size_t booking_count, booking_cap;
+	struct new_event *events;
+	size_t event_count, event_cap;
+	struct processed_row *processed;
+	size_t processed_count;
+	struct customer_seats *customers;
+	size_t customer_count, customer_cap;
+	int64_t *known_events;
+	size_t known_event_count;
+
+	/* ids handed out by the sequences, consumed in order */
+	int64_t *ids[4];
+	size_t id_count[4], id_used[4];
+};
+
+enum id_kind { ID_EVENT, ID_SECTION, ID_HOLD, ID_BOOKING };
+
+static int grow_array(void **items, size_t *cap, size_t count, size_t size)
+{
+	void *grown;
+	size_t new_cap;
+
+	if (count < *cap)
+		return 0;
+	new_cap = *cap ? *cap * 2 : 16;
+	grown = realloc(*items, new_cap * size);
+	if (!grown)
+		return -1;
+	*items = grown;
+	*cap = new_cap;
+	return 0;
+}
+
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->hold_count; i++)
+		free(b->holds[i].customer);
+	for (size_t i = 0; i < b->processed_count; i++) {
+		free(b->processed[i].key);
+		free(b->processed[i].fingerprint);
+		free(b->processed[i].status);
+		free(b->processed[i].reply);
+	}
+	for (size_t i = 0; i < b->customer_count; i++)
+		free(b->customers[i].customer);
+	free(b->sections);
+	free(b->holds);
+	free(b->bookings);
+	free(b->events);
+	free(b->processed);
+	free(b->customers);
+	free(b->known_events);
+	for (int i = 0; i < 4; i++)
+		free(b->ids[i]);
+}
+
+static struct section_row *section_find(struct batch *b, int64_t id)
+{
+	for (size_t i = 0; i < b->section_count; i++) {
+		if (b->sections[i].id == id)
+			return &b->sections[i];
+	}
+	return NULL;
+}
+
+static struct hold_row *hold_find(struct batch *b, int64_t id)
+{
+	for (size_t i = 0; i < b->hold_count; i++) {
+		if (b->holds[i].id == id)
+			return &b->holds[i];
+	}
+	return NULL;
+}
+
+static struct booking_row *booking_find(struct batch *b, int64_t id)
+{
+	for (size_t i = 0; i < b->booking_count; i++) {
+		if (b->bookings[i].id == id)
+			return &b->bookings[i];
+	}
+	return NULL;
+}
+
+static int event_known(struct batch *b, int64_t id)
+{
+	for (size_t i = 0; i < b->known_event_count; i++) {
+		if (b->known_events[i] == id)
+			return 1;
+	}
+	for (size_t i = 0; i < b->event_count; i++) {
+		if (b->events[i].id == id)
+			return 1;
+	}
+	return 0;
+}
+
+static int64_t field_int(PGresult *res, int row, int col)
+{
+	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static enum hold_status hold_status_parse(const char *s)
+{
+	for (int i = 0; i < 4; i++) {
+		if (strcmp(s, hold_status_names[i]) == 0)
+			return (enum hold_status)i;
+	}
+	return HOLD_EXPIRED_STATUS;
+}
+
+/* Add the hold rows of res (columns as SQL_LOCK_HOLDS) not yet known. */
+static int holds_add_rows(struct batch *b, PGresult *res)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct hold_row *h;
+		int64_t id = field_int(res, r, 0);
+
+		if (hold_find(b, id))
+			continue;
+		if (grow_array((void **)&b->holds, &b->hold_cap, b->hold_count,
+			       sizeof(*b->holds)) != 0)
+			return -1;
+		h = &b->holds[b->hold_count];
+		memset(h, 0, sizeof(*h));
+		h->id = id;
+		h->event_id = field_int(res, r, 1);
+		h->section_id = field_int(res, r, 2);
+		h->quantity = (int)field_int(res, r, 3);
+		h->customer = strdup(PQgetvalue(res, r, 4));
+		if (!h->customer)
+			return -1;
+		h->status = hold_status_parse(PQgetvalue(res, r, 5));
+		h->initial_status = h->status;
+		h->expires_us = field_int(res, r, 6);
+		b->hold_count++;
+	}
+	return 0;
+}
+
+/* Ask a sequence for n ids at once. */
+static enum store_result ids_reserve(struct batch *b, enum id_kind kind,
+				     size_t n, char *errstr, size_t errstr_size)
+{
+	static const enum statement which[] = { SQL_NEXT_EVENT_IDS,
+						SQL_NEXT_SECTION_IDS,
+						SQL_NEXT_HOLD_IDS,
+						SQL_NEXT_BOOKING_IDS };
+	char count[24];
+	const char *params[1] = { count };
+	PGresult *res = NULL;
+	enum store_result rc;
+
+	if (n == 0)
+		return STORE_OK;
+	snprintf(count, sizeof(count), "%zu", n);
+	rc = run(b->st, which[kind], params, &res, errstr, errstr_size);
+	if (rc != STORE_OK)
+		return rc;
+	b->ids[kind] = malloc(n * sizeof(int64_t));
+	if (!b->ids[kind] || (size_t)PQntuples(res) != n) {
+		PQclear(res);
+		snprintf(errstr, errstr_size, "cannot reserve ids");
+		return STORE_FAILED;
+	}
+	for (size_t i = 0; i < n; i++)
+		b->ids[kind][i] = field_int(res, (int)i, 0);
+	b->id_count[kind] = n;
+	PQclear(res);
+	return STORE_OK;
+}
+
+static int64_t id_next(struct batch *b, enum id_kind kind)
+{
+	if (b->id_used[kind] >= b->id_count[kind])
+		return -1;
+	return b->ids[kind][b->id_used[kind]++];
+}
+
+static void format_timestamp(int64_t us, char *out, size_t size)
+{
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+	size_t pos;
+
+	gmtime_r(&secs, &tm);
+	pos = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + pos, size - pos, ".%03dZ", (int)((us % 1000000) / 1000));
+}
+
+/* ------------------------------------------------------ reading phase */
+
+/* Find, for confirm/release/cancel, which section each named row lives in. */
+static enum store_result read_owner_sections(struct batch *b,
+					     struct request *const *reqs,
+					     size_t n, struct pgarray *sections,
+					     char *errstr, size_t errstr_size)
+{
+	struct pgarray hold_ids = { 0 }, booking_ids = { 0 };
+	enum store_result rc = STORE_OK;
+	PGresult *res = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i]->type == REQUEST_CONFIRM ||
+		    reqs[i]->type == REQUEST_RELEASE)
+			pgarray_int(&hold_ids, reqs[i]->hold_id);
+		else if (reqs[i]->type == REQUEST_CANCEL)
+			pgarray_int(&booking_ids, reqs[i]->booking_id);
+	}
+	if (hold_ids.count) {
+		const char *params[1] = { pgarray_done(&hold_ids) };
+
+		rc = params[0] ? run(b->st, SQL_HOLD_SECTIONS, params, &res,
+				     errstr, errstr_size) :
+				 STORE_FAILED;
+		if (rc != STORE_OK)
+			goto done;
+		for (int r = 0; r < PQntuples(res); r++)
+			pgarray_int(sections, field_int(res, r, 1));
+		PQclear(res);
+		res = NULL;
+	}
+	if (booking_ids.count) {
+		const char *params[1] = { pgarray_done(&booking_ids) };
+
+		rc = params[0] ? run(b->st, SQL_BOOKING_SECTIONS, params, &res,
+				     errstr, errstr_size) :
+				 STORE_FAILED;
+		if (rc != STORE_OK)
+			goto done;
+		for (int r = 0; r < PQntuples(res); r++)
+			pgarray_int(sections, field_int(res, r, 1));
+		PQclear(res);
+		res = NULL;
+	}
+done:
+	pgarray_free(&hold_ids);
+	pgarray_free(&booking_ids);
+	return rc;
+}
+
+static enum store_result lock_sections(struct batch *b,
+				       struct request *const *reqs, size_t n,
+				       char *errstr, size_t errstr_size)
+{
+	struct pgarray ids = { 0 };
+	enum store_result rc;
+	PGresult *res = NULL;
+	const char *params[1];
+
+	rc = read_owner_sections(b, reqs, n, &ids, errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto done;
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i]->type == REQUEST_BOOK || reqs[i]->type == REQUEST_HOLD)
+			pgarray_int(&ids, reqs[i]->section_id);
+	}
+	if (ids.count == 0)
+		goto done;
+	params[0] = pgarray_done(&ids);
+	if (!params[0]) {
+		rc = STORE_FAILED;
+		goto done;
+	}
+	rc = run(b->st, SQL_LOCK_SECTIONS, params, &res, errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto done;
+	b->sections = calloc((size_t)PQntuples(res) + 1, sizeof(*b->sections));
+	if (!b->sections) {
+		rc = STORE_FAILED;
+		goto done;
+	}
+	b->section_cap = (size_t)PQntuples(res) + 1;
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct section_row *s = &b->sections[b->section_count++];
+
+		s->id = field_int(res, r, 0);
+		s->event_id = field_int(res, r, 1);
+		s->capacity = (int)field_int(res, r, 2);
+		s->remaining = (int)field_int(res, r, 3);
+		s->initial_remaining = s->remaining;
+	}
+done:
+	PQclear(res);
+	pgarray_free(&ids);
+	return rc;
+}
+
+static enum store_result lock_named_rows(struct batch *b,
+					 struct request *const *reqs, size_t n,
+					 char *errstr, size_t errstr_size)
+{
+	struct pgarray hold_ids = { 0 }, booking_ids = { 0 };
+	enum store_result rc = STORE_OK;
+	PGresult *res = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i]->type == REQUEST_CONFIRM ||
+		    reqs[i]->type == REQUEST_RELEASE)
+			pgarray_int(&hold_ids, reqs[i]->hold_id);
+		else if (reqs[i]->type == REQUEST_CANCEL)
+			pgarray_int(&booking_ids, reqs[i]->booking_id);
+	}
+	if (hold_ids.count) {
+		const char *params[1] = { pgarray_done(&hold_ids) };
+
+		rc = run(b->st, SQL_LOCK_HOLDS, params, &res, errstr,
+			 errstr_size);
+		if (rc != STORE_OK)
+			goto done;
+		if (holds_add_rows(b, res) != 0)
+			rc = STORE_FAILED;
+		PQclear(res);
+		res = NULL;
+		if (rc != STORE_OK)
+			goto done;
+	}
+	if (booking_ids.count) {
+		const char *params[1] = { pgarray_done(&booking_ids) };
+
+		rc = run(b->st, SQL_LOCK_BOOKINGS, params, &res, errstr,
+			 errstr_size);
+		if (rc != STORE_OK)
+			goto done;
+		for (int r = 0; r < PQntuples(res); r++) {
+			struct booking_row *bk;
+
+			if (grow_array((void **)&b->bookings, &b->booking_cap,
+				       b->booking_count,
+				       sizeof(*b->bookings)) != 0) {
+				rc = STORE_FAILED;
+				break;
+			}
+			bk = &b->bookings[b->booking_count++];
+			memset(bk, 0, sizeof(*bk));
+			bk->id = field_int(res, r, 0);
+			bk->event_id = field_int(res, r, 1);
+			bk->section_id = field_int(res, r, 2);
+			bk->quantity = (int)field_int(res, r, 3);
+			bk->cancelled =
+				strcmp(PQgetvalue(res, r, 4), "cancelled") == 0;
+			bk->initial_cancelled = bk->cancelled;
+		}
+		PQclear(res);
+		res = NULL;
+	}
+done:
+	pgarray_free(&hold_ids);
+	pgarray_free(&booking_ids);
+	return rc;
+}
+
+static enum store_result read_processed(struct batch *b,
+					struct request *const *reqs, size_t n,
+					char *errstr, size_t errstr_size)
+{
+	struct pgarray keys = { 0 };
+	enum store_result rc;
+	PGresult *res = NULL;
+	const char *params[1];
+
+	for (size_t i = 0; i < n; i++)
+		pgarray_text(&keys, reqs[i]->idempotency_key);
+	params[0] = pgarray_done(&keys);
+	if (!params[0]) {
+		pgarray_free(&keys);
+		return STORE_FAILED;
+	}
+	rc = run(b->st, SQL_PROCESSED, params, &res, errstr, errstr_size);
+	pgarray_free(&keys);
+	if (rc != STORE_OK)
+		return rc;
+	b->processed = calloc((size_t)PQntuples(res) + 1, sizeof(*b->processed));
+	if (!b->processed) {
+		PQclear(res);
+		return STORE_FAILED;
+	}
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct processed_row *p = &b->processed[b->processed_count++];
+
+		p->key = strdup(PQgetvalue(res, r, 0));
+		p->fingerprint = strdup(PQgetvalue(res, r, 1));
+		p->status = strdup(PQgetvalue(res, r, 2));
+		p->reply = strdup(PQgetvalue(res, r, 3));
+		if (!p->key || !p->fingerprint || !p->status || !p->reply) {
+			PQclear(res);
+			return STORE_FAILED;
+		}
+	}
+	PQclear(res);
+	return STORE_OK;
+}
+
+/* Which events exist, for telling EVENT_NOT_FOUND from SECTION_NOT_FOUND. */
+static enum store_result read_events(struct batch *b,
+				     struct request *const *reqs, size_t n,
+				     char *errstr, size_t errstr_size)
+{
+	struct pgarray ids = { 0 };
+	enum store_result rc = STORE_OK;
+	PGresult *res = NULL;
+	const char *params[1];
+
+	for (size_t i = 0; i < n; i++) {
+		struct section_row *s;
+
+		if (reqs[i]->type != REQUEST_BOOK && reqs[i]->type != REQUEST_HOLD)
+			continue;
+		s = section_find(b, reqs[i]->section_id);
+		if (!s || s->event_id != reqs[i]->event_id)
+			pgarray_int(&ids, reqs[i]->event_id);
+	}
+	if (ids.count == 0)
+		goto done;
+	params[0] = pgarray_done(&ids);
+	rc = params[0] ? run(b->st, SQL_EVENTS_EXIST, params, &res, errstr,
+			     errstr_size) :
+			 STORE_FAILED;
+	if (rc != STORE_OK)
+		goto done;
+	b->known_events = calloc((size_t)PQntuples(res) + 1, sizeof(int64_t));
+	if (!b->known_events) {
+		rc = STORE_FAILED;
+		goto done;
+	}
+	for (int r = 0; r < PQntuples(res); r++)
+		b->known_events[b->known_event_count++] = field_int(res, r, 0);
+done:
+	PQclear(res);
+	pgarray_free(&ids);
+	return rc;
+}
+
+/* Seats each customer of the batch already has, per event (per-customer
+ * limit only). */
+static enum store_result read_customer_seats(struct batch *b,
+					     struct request *const *reqs,
+					     size_t n, char *errstr,
+					     size_t errstr_size)
+{
+	if (b->st->limits.max_per_customer <= 0)
+		return STORE_OK;
+	for (size_t i = 0; i < n; i++) {
+		const struct request *req = reqs[i];
+		struct pgarray customers = { 0 };
+		char event[24];
+		const char *params[2];
+		PGresult *res = NULL;
+		enum store_result rc;
+		int seen = 0;
+
+		if (req->type != REQUEST_BOOK && req->type != REQUEST_HOLD)
+			continue;
+		for (size_t j = 0; j < b->customer_count; j++) {
+			if (b->customers[j].event_id == req->event_id &&
+			    strcmp(b->customers[j].customer, req->customer) == 0)
+				seen = 1;
+		}
+		if (seen)
+			continue;
+		pgarray_text(&customers, req->customer);
+		snprintf(event, sizeof(event), "%" PRId64, req->event_id);
+		params[0] = event;
+		params[1] = pgarray_done(&customers);
+		rc = params[1] ? run(b->st, SQL_CUSTOMER_SEATS, params, &res,
+				     errstr, errstr_size) :
+				 STORE_FAILED;
+		pgarray_free(&customers);
+		if (rc != STORE_OK)
+			return rc;
+		if (grow_array((void **)&b->customers, &b->customer_cap,
+			       b->customer_count, sizeof(*b->customers)) != 0) {
+			PQclear(res);
+			return STORE_FAILED;
+		}
+		b->customers[b->customer_count].event_id = req->event_id;
+		b->customers[b->customer_count].customer = strdup(req->customer);
+		b->customers[b->customer_count].seats =
+			PQntuples(res) ? field_int(res, 0, 1) : 0;
+		PQclear(res);
+		if (!b->customers[b->customer_count].customer)
+			return STORE_FAILED;
+		b->customer_count++;
+	}
+	return STORE_OK;
+}
+
+static struct customer_seats *customer_find(struct batch *b, int64_t event_id,
+					    const char *customer)
+{
+	for (size_t j = 0; j < b->customer_count; j++) {
+		if (b->customers[j].event_id == event_id &&
+		    strcmp(b->customers[j].customer, customer) == 0)
+			return &b->customers[j];
+	}
+	return NULL;
+}
+
+/*
+ * Too few seats: take back this section's expired holds first, inside this
+ * transaction (the section is locked), so that a slow reaper never shows
+ * as a false sell-out.
+ */
+static enum store_result reclaim_expired(struct batch *b, struct section_row *s,
+					 char *errstr, size_t errstr_size)
+{
+	char id[24];
+	const char *params[1] = { id };
+	PGresult *res = NULL;
+	enum store_result rc;
+
+	if (s->expired_loaded || s->is_new)
+		return STORE_OK;
+	s->expired_loaded = 1;
+	snprintf(id, sizeof(id), "%" PRId64, s->id);
+	rc = run(b->st, SQL_EXPIRED_HOLDS, params, &res, errstr, errstr_size);
+	if (rc != STORE_OK)
+		return rc;
+	if (holds_add_rows(b, res) != 0) {
+		PQclear(res);
+		return STORE_FAILED;
+	}
+	PQclear(res);
+	for (size_t i = 0; i < b->hold_count; i++) {
+		struct hold_row *h = &b->holds[i];
+
+		if (h->section_id == s->id && h->status == HOLD_ACTIVE &&
+		    h->expires_us <= b->now_us) {
+			h->status = HOLD_EXPIRED_STATUS;
+			s->remaining += h->quantity;
+		}
+	}
+	return STORE_OK;
+}
+
+/* ----------------------------------------------------- deciding phase */
+
+static enum store_result decide_seats(struct batch *b, const struct request *req,
+				      struct reply *reply, char *errstr,
+				      size_t errstr_size)
+{
+	struct section_row *s = section_find(b, req->section_id);
+	struct customer_seats *c;
+	enum store_result rc;
+
+	if (!s || s->event_id != req->event_id) {
+		if (!event_known(b, req->event_id))
+			reply_set_error(reply, ERROR_EVENT_NOT_FOUND,
+					"event %" PRId64 " does not exist",
+					req->event_id);
+		else
+			reply_set_error(reply, ERROR_SECTION_NOT_FOUND,
+					"section %" PRId64
+					" does not exist in event %" PRId64,
+					req->section_id, req->event_id);
+		return STORE_OK;
+	}
+	reply->event_id = req->event_id;
+	reply->section_id = req->section_id;
+	c = customer_find(b, req->event_id, req->customer);
+	if (c && b->st->limits.max_per_customer > 0 &&
+	    c->seats + req->quantity > b->st->limits.max_per_customer) {
+		reply_set_error(reply, ERROR_QUANTITY_LIMIT,
+				"%s has %" PRId64 " seats for event %" PRId64
+				", the limit is %d",
+				req->customer, c->seats, req->event_id,
+				b->st->limits.max_per_customer);
+		reply->remaining = s->remaining;
+		return STORE_OK;
+	}
+	if (s->remaining < req->quantity) {
+		rc = reclaim_expired(b, s, errstr, errstr_size);
+		if (rc != STORE_OK)
+			return rc;
+	}
+	if (s->remaining < req->quantity) {
+		reply_set_error(reply, ERROR_INSUFFICIENT_SEATS,
+				"%d requested, %d remaining", req->quantity,
+				s->remaining);
+		reply->remaining = s->remaining;
+		return STORE_OK;
+	}
+	s->remaining -= req->quantity;
+	if (c)
+		c->seats += req->quantity;
+	reply->quantity = req->quantity;
+	reply->remaining = s->remaining;
+
+	if (req->type == REQUEST_BOOK) {
+		struct booking_row *bk;
+
+		if (grow_array((void **)&b->bookings, &b->booking_cap,
+			       b->booking_count, sizeof(*b->bookings)) != 0)
+			return STORE_FAILED;
+		bk = &b->bookings[b->booking_count++];
+		memset(bk, 0, sizeof(*bk));
+		bk->id = id_next(b, ID_BOOKING);
+		bk->event_id = req->event_id;
+		bk->section_id = req->section_id;
+		bk->quantity = req->quantity;
+		bk->customer = req->customer;
+		bk->request_key = req->idempotency_key;
+		bk->is_new = 1;
+		reply->status = STATUS_CONFIRMED;
+		reply->booking_id = bk->id;
+	} else {
+		struct hold_row *h;
+
+		if (grow_array((void **)&b->holds, &b->hold_cap, b->hold_count,
+			       sizeof(*b->holds)) != 0)
+			return STORE_FAILED;
+		h = &b->holds[b->hold_count++];
+		memset(h, 0, sizeof(*h));
+		h->id = id_next(b, ID_HOLD);
+		h->event_id = req->event_id;
+		h->section_id = req->section_id;
+		h->quantity = req->quantity;
+		h->customer = strdup(req->customer);
+		if (!h->customer)
+			return STORE_FAILED;
+		h->status = HOLD_ACTIVE;
+		h->initial_status = HOLD_ACTIVE;
+		h->expires_us = b->now_us + (int64_t)req->ttl_s * 1000000;
+		h->request_key = req->idempotency_key;
+		h->is_new = 1;
+		reply->status = STATUS_HELD;
+		reply->hold_id = h->id;
+		format_timestamp(h->expires_us, reply->expires_at,
+				 sizeof(reply->expires_at));
+	}
+	return STORE_OK;
+}
+
+static enum store_result decide_hold_end(struct batch *b,
+					 const struct request *req,
+					 struct reply *reply)
+{
+	struct hold_row *h = hold_find(b, req->hold_id);
+	struct section_row *s;
+
+	if (!h) {
+		reply_set_error(reply, ERROR_HOLD_NOT_FOUND,
+				"hold %" PRId64 " does not exist", req->hold_id);
+		return STORE_OK;
+	}
+	s = section_find(b, h->section_id);
+	if (!s)
+		return STORE_RETRY; /* created after the lock: look again */
+	reply->hold_id = h->id;
+	reply->event_id = h->event_id;
+	reply->section_id = h->section_id;
+	reply->quantity = h->quantity;
+	if (h->status == HOLD_ACTIVE && h->expires_us <= b->now_us) {
+		/* Its time is up: end it as the reaper would, seats back. */
+		h->status = HOLD_EXPIRED_STATUS;
+		s->remaining += h->quantity;
+	}
+	if (h->status == HOLD_EXPIRED_STATUS) {
+		reply_set_error(reply, ERROR_HOLD_EXPIRED,
+				"hold %" PRId64 " has expired", h->id);
+		reply->remaining = s->remaining;
+		return STORE_OK;
+	}
+	if (h->status != HOLD_ACTIVE) {
+		reply_set_error(reply, ERROR_HOLD_NOT_ACTIVE,
+				"hold %" PRId64 " is %s", h->id,
+				hold_status_names[h->status]);
+		reply->remaining = s->remaining;
+		return STORE_OK;
+	}
+	if (req->type == REQUEST_CONFIRM) {
+		struct booking_row *bk;
+
+		if (grow_array((void **)&b->bookings, &b->booking_cap,
+			       b->booking_count, sizeof(*b->bookings)) != 0)
+			return STORE_FAILED;
+		/* Same seats: they were taken when the hold was; no second
+		 * decrement. */
+		h->status = HOLD_CONFIRMED;
+		bk = &b->bookings[b->booking_count++];
+		memset(bk, 0, sizeof(*bk));
+		bk->id = id_next(b, ID_BOOKING);
+		bk->event_id = h->event_id;
+		bk->section_id = h->section_id;
+		bk->quantity = h->quantity;
+		bk->customer = h->customer;
+		bk->hold_id = h->id;
+		bk->request_key = req->idempotency_key;
+		bk->is_new = 1;
+		reply->status = STATUS_OK;
+		reply->booking_id = bk->id;
+	} else {
+		h->status = HOLD_RELEASED;
+		s->remaining += h->quantity;
+		reply->status = STATUS_OK;
+	}
+	reply->remaining = s->remaining;
+	return STORE_OK;
+}
+
+static enum store_result decide_cancel(struct batch *b,
+				       const struct request *req,
+				       struct reply *reply)
+{
+	struct booking_row *bk = booking_find(b, req->booking_id);
+	struct section_row *s;
+
+	if (!bk) {
+		reply_set_error(reply, ERROR_BOOKING_NOT_FOUND,
+				"booking %" PRId64 " does not exist",
+				req->booking_id);
+		return STORE_OK;
+	}
+	s = section_find(b, bk->section_id);
+	if (!s)
+		return STORE_RETRY; /* created after the lock: look again */
+	reply->booking_id = bk->id;
+	reply->event_id = bk->event_id;
+	reply->section_id = bk->section_id;
+	reply->quantity = bk->quantity;
+	if (bk->cancelled) {
+		reply_set_error(reply, ERROR_ALREADY_CANCELLED,
+				"booking %" PRId64 " is already cancelled",
+				bk->id);
+		reply->remaining = s->remaining;
+		return STORE_OK;
+	}
+	bk->cancelled = 1;
+	s->remaining += bk->quantity;
+	reply->status = STATUS_OK;
+	reply->remaining = s->remaining;
+	return STORE_OK;
+}
+
+static enum store_result decide_create_event(struct batch *b,
+					     const struct request *req,
+					     struct reply *reply)
+{
+	struct new_event *ev;
+
+	if (grow_array((void **)&b->events, &b->event_cap, b->event_count,
+		       sizeof(*b->events)) != 0)
+		return STORE_FAILED;
+	ev = &b->events[b->event_count++];
+	ev->id = id_next(b, ID_EVENT);
+	ev->req = req;
+	reply->status = STATUS_OK;
+	reply->event_id = ev->id;
+	reply->section_ids = calloc(req->section_count, sizeof(int64_t));
+	if (!reply->section_ids)
+		return STORE_FAILED;
+	reply->section_count = req->section_count;
+	for (size_t i = 0; i < req->section_count; i++) {
+		struct section_row *s;
+
+		if (grow_array((void **)&b->sections, &b->section_cap,
+			       b->section_count, sizeof(*b->sections)) != 0)
+			return STORE_FAILED;
+		s = &b->sections[b->section_count++];
+		memset(s, 0, sizeof(*s));
+		s->id = id_next(b, ID_SECTION);
+		s->event_id = ev->id;
+		s->capacity = req->sections[i].capacity;
+		s->remaining = s->capacity;
+		s->initial_remaining = s->capacity;
+		s->is_new = 1;
+		s->name = req->sections[i].name;
+		reply->section_ids[i] = s->id;
+	}
+	return STORE_OK;
+}
+
+/* Reserve every id the batch could need: one round trip per sequence. */
+static enum store_result reserve_ids(struct batch *b,
+				     struct request *const *reqs, size_t n,
+				     char *errstr, size_t errstr_size)
+{
+	size_t counts[4] = { 0 };
+	enum store_result rc = STORE_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		switch (reqs[i]->type) {
+		case REQUEST_CREATE_EVENT:
+			counts[ID_EVENT]++;
+			counts[ID_SECTION] += reqs[i]->section_count;
+			break;
+		case REQUEST_BOOK:
+		case REQUEST_CONFIRM:
+			counts[ID_BOOKING]++;
+			break;
+		case REQUEST_HOLD:
+			counts[ID_HOLD]++;
+			break;
+		default:
+			break;
+		}
+	}
+	for (int k = 0; k < 4 && rc == STORE_OK; k++)
+		rc = ids_reserve(b, (enum id_kind)k, counts[k], errstr,
+				 errstr_size);
+	return rc;
+}
+
+/* ------------------------------------------------------- writing phase */
+
+static enum store_result run_arrays(struct store *st, enum statement which,
+				    struct pgarray *arrays, int count,
+				    char *errstr, size_t errstr_size)
+{
+	const char *params[8];
+
+	for (int k = 0; k < count; k++) {
+		params[k] = pgarray_done(&arrays[k]);
+		if (!params[k]) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return STORE_FAILED;
+		}
+	}
+	return run(st, which, params, NULL, errstr, errstr_size);
+}
+
+static void arrays_free(struct pgarray *arrays, int count)
+{
+	for (int k = 0; k < count; k++)
+		pgarray_free(&arrays[k]);
+}
+
+static enum store_result write_events(struct batch *b, char *errstr,
+				      size_t errstr_size)
+{
+	struct pgarray ev[4] = { { 0 } };
+	struct pgarray sec[5] = { { 0 } };
+	enum store_result rc;
+
+	if (b->event_count == 0)
+		return STORE_OK;
+	for (size_t i = 0; i < b->event_count; i++) {
+		const struct request *req = b->events[i].req;
+
+		pgarray_int(&ev[0], b->events[i].id);
+		pgarray_text(&ev[1], req->name);
+		pgarray_text(&ev[2], req->venue[0] ? req->venue : NULL);
+		pgarray_text(&ev[3], req->starts_at[0] ? req->starts_at : NULL);
+	}
+	for (size_t i = 0; i < b->section_count; i++) {
+		const struct section_row *row = &b->sections[i];
+
+		if (!row->is_new)
+			continue;
+		pgarray_int(&sec[0], row->id);
+		pgarray_int(&sec[1], row->event_id);
+		pgarray_text(&sec[2], row->name);
+		pgarray_int(&sec[3], row->capacity);
+		pgarray_int(&sec[4], row->remaining);
+	}
+	rc = run_arrays(b->st, SQL_INSERT_EVENTS, ev, 4, errstr, errstr_size);
+	if (rc == STORE_OK)
+		rc = run_arrays(b->st, SQL_INSERT_SECTIONS, sec, 5, errstr,
+				errstr_size);
+	arrays_free(ev, 4);
+	arrays_free(sec, 5);
+	return rc;
+}
+
+static enum store_result write_sections(struct batch *b, char *errstr,
+					size_t errstr_size)
+{
+	struct pgarray a[2] = { { 0 } };
+	enum store_result rc = STORE_OK;
+
+	for (size_t i = 0; i < b->section_count; i++) {
+		const struct section_row *row = &b->sections[i];
+
+		if (row->is_new || row->remaining == row->initial_remaining)
+			continue;
+		pgarray_int(&a[0], row->id);
+		pgarray_int(&a[1], row->remaining);
+	}
+	if (a[0].count)
+		rc = run_arrays(b->st, SQL_UPDATE_SECTIONS, a, 2, errstr,
+				errstr_size);
+	arrays_free(a, 2);
+	return rc;
+}
+
+static enum store_result write_holds(struct batch *b, char *errstr,
+				     size_t errstr_size)
+{
+	struct pgarray ins[8] = { { 0 } };
+	struct pgarray upd[2] = { { 0 } };
+	enum store_result rc = STORE_OK;
+
+	for (size_t i = 0; i < b->hold_count; i++) {
+		const struct hold_row *h = &b->holds[i];
+
+		if (h->is_new) {
+			pgarray_int(&ins[0], h->id);
+			pgarray_int(&ins[1], h->event_id);
+			pgarray_int(&ins[2], h->section_id);
+			pgarray_int(&ins[3], h->quantity);
+			pgarray_text(&ins[4], h->customer);
+			pgarray_text(&ins[5], hold_status_names[h->status]);
+			pgarray_int(&ins[6], h->expires_us);
+			pgarray_text(&ins[7], h->request_key);
+		} else if (h->status != h->initial_status) {
+			pgarray_int(&upd[0], h->id);
+			pgarray_text(&upd[1], hold_status_names[h->status]);
+		}
+	}
+	if (ins[0].count)
+		rc = run_arrays(b->st, SQL_INSERT_HOLDS, ins, 8, errstr,
+				errstr_size);
+	if (rc == STORE_OK && upd[0].count)
+		rc = run_arrays(b->st, SQL_UPDATE_HOLDS, upd, 2, errstr,
+				errstr_size);
+	arrays_free(ins, 8);
+	arrays_free(upd, 2);
+	return rc;
+}
+
+static enum store_result write_bookings(struct batch *b, char *errstr,
+					size_t errstr_size)
+{
+	struct pgarray ins[7] = { { 0 } };
+	struct pgarray cancelled[1] = { { 0 } };
+	enum store_result rc = STORE_OK;
+
+	for (size_t i = 0; i < b->booking_count; i++) {
+		const struct booking_row *bk = &b->bookings[i];
+
+		if (bk->is_new) {
+			pgarray_int(&ins[0], bk->id);
+			pgarray_int(&ins[1], bk->event_id);
+			pgarray_int(&ins[2], bk->section_id);
+			pgarray_int(&ins[3], bk->quantity);
+			pgarray_text(&ins[4], bk->customer);
+			if (bk->hold_id > 0)
+				pgarray_int(&ins[5], bk->hold_id);
+			else
+				pgarray_text(&ins[5], NULL);
+			pgarray_text(&ins[6], bk->request_key);
+		} else if (bk->cancelled != bk->initial_cancelled) {
+			pgarray_int(&cancelled[0], bk->id);
+		}
+	}
+	/* New bookings that were cancelled in the same batch are inserted
+	 * then cancelled, like two batches would. */
+	for (size_t i = 0; i < b->booking_count; i++) {
+		if (b->bookings[i].is_new && b->bookings[i].cancelled)
+			pgarray_int(&cancelled[0], b->bookings[i].id);
+	}
+	if (ins[0].count)
+		rc = run_arrays(b->st, SQL_INSERT_BOOKINGS, ins, 7, errstr,
+				errstr_size);
+	if (rc == STORE_OK && cancelled[0].count)
+		rc = run_arrays(b->st, SQL_CANCEL_BOOKINGS, cancelled, 1,
+				errstr, errstr_size);
+	arrays_free(ins, 7);
+	arrays_free(cancelled, 1);
+	return rc;
+}
+
+static enum store_result write_processed(struct batch *b,
+					 struct request *const *reqs, size_t n,
+					 const struct store_outcome *out,
+					 char *errstr, size_t errstr_size)
+{
+	struct pgarray a[6] = { { 0 } };
+	enum store_result rc = STORE_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		/* Replays and conflicts add nothing: the record is there. */
+		if (out[i].replayed || out[i].error == ERROR_IDEMPOTENCY_CONFLICT)
+			continue;
+		pgarray_text(&a[0], reqs[i]->idempotency_key);
+		pgarray_text(&a[1], reqs[i]->request_id);
+		pgarray_text(&a[2], request_type_name(reqs[i]->type));
+		pgarray_text(&a[3], reqs[i]->fingerprint);
+		pgarray_text(&a[4], reply_status_name(out[i].status));
+		pgarray_text(&a[5], out[i].reply_json);
+	}
+	if (a[0].count)
+		rc = run_arrays(b->st, SQL_INSERT_PROCESSED, a, 6, errstr,
+				errstr_size);
+	arrays_free(a, 6);
+	return rc;
+}
+
+/* ---------------------------------------------------------- the batch */
+
+void store_outcome_clear(struct store_outcome *outcome)
+{
+	free(outcome->reply_json);
+	memset(outcome, 0, sizeof(*outcome));
+}
+
+static enum reply_status status_parse(const char *s)
+{
+	for (int i = 0; i < STATUS_COUNT; i++) {
+		if (strcmp(s, reply_status_name((enum reply_status)i)) == 0)
+			return (enum reply_status)i;
+	}
+	return STATUS_INVALID;
+}
+
+/*
+ * The idempotency check for request i: answered from a stored record, from
+ * an earlier request of this batch with the same key, or refused as a
+ * conflict. Returns 1 when request i is answered, 0 when it must run.
+ */
+static int answer_repeat(struct batch *b, struct request *const *reqs, size_t i,
+			 struct store_outcome *out)
+{
+	const struct request *req = reqs[i];
+	const char *fingerprint = NULL;
+	const char *stored = NULL;
+	enum reply_status status = STATUS_OK;
+
+	for (size_t p = 0; p < b->processed_count; p++) {
+		if (strcmp(b->processed[p].key, req->idempotency_key) == 0) {
+			fingerprint = b->processed[p].fingerprint;
+			stored = b->processed[p].reply;
+			status = status_parse(b->processed[p].status);
+			break;
+		}
+	}
+	for (size_t j = 0; !fingerprint && j < i; j++) {
+		if (strcmp(reqs[j]->idempotency_key, req->idempotency_key) == 0 &&
+		    !out[j].replayed &&
+		    out[j].error != ERROR_IDEMPOTENCY_CONFLICT) {
+			fingerprint = reqs[j]->fingerprint;
+			stored = out[j].reply_json;
+			status = out[j].status;
+		}
+	}
+	if (!fingerprint)
+		return 0;
+	if (strcmp(fingerprint, req->fingerprint) != 0) {
+		struct reply reply = { .remaining = -1 };
+
+		reply_set_error(&reply, ERROR_IDEMPOTENCY_CONFLICT,
+				"idempotency key %s was used for a different request",
+				req->idempotency_key);
+		out[i].status = reply.status;
+		out[i].error = reply.error;
+		out[i].reply_json = reply_to_json(
+			req->request_id, request_type_name(req->type), &reply);
+		return 1;
+	}
+	out[i].status = status;
+	out[i].replayed = 1;
+	out[i].reply_json = reply_rewrite_request_id(stored, req->request_id);
+	return 1;
+}
+
+static enum store_result decide_all(struct batch *b,
+				    struct request *const *reqs, size_t n,
+				    struct store_outcome *out, char *errstr,
+				    size_t errstr_size)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct request *req = reqs[i];
+		struct reply reply = { .remaining = -1 };
+		enum store_result rc = STORE_OK;
+
+		if (answer_repeat(b, reqs, i, out)) {
+			if (!out[i].reply_json)
+				return STORE_FAILED;
+			continue;
+		}
+		switch (req->type) {
+		case REQUEST_CREATE_EVENT:
+			rc = decide_create_event(b, req, &reply);
+			break;
+		case REQUEST_BOOK:
+		case REQUEST_HOLD:
+			rc = decide_seats(b, req, &reply, errstr, errstr_size);
+			break;
+		case REQUEST_CONFIRM:
+		case REQUEST_RELEASE:
+			rc = decide_hold_end(b, req, &reply);
+			break;
+		case REQUEST_CANCEL:
+			rc = decide_cancel(b, req, &reply);
+			break;
+		case REQUEST_TYPE_COUNT:
+			rc = STORE_FAILED;
+			break;
+		}
+		if (rc == STORE_OK) {
+			out[i].status = reply.status;
+			out[i].error = reply.error;
+			out[i].reply_json =
+				reply_to_json(req->request_id,
+					      request_type_name(req->type),
+					      &reply);
+			if (!out[i].reply_json)
+				rc = STORE_FAILED;
+		}
+		reply_free(&reply);
+		if (rc != STORE_OK)
+			return rc;
+	}
+	return STORE_OK;
+}
+
+enum store_result store_execute_batch(struct store *st,
+				      struct request *const *reqs, size_t n,
+				      struct store_outcome *out, char *errstr,
+				      size_t errstr_size)
+{
+	struct batch b = { .st = st };
+	enum store_result rc;
+	PGresult *res = NULL;
+
+	memset(out, 0, n * sizeof(*out));
+	errstr[0] = '\0';
+	if (!store_connected(st)) {
+		snprintf(errstr, errstr_size, "not connected");
+		return STORE_DISCONNECTED;
+	}
+	rc = simple(st, "BEGIN", errstr, errstr_size);
+	if (rc != STORE_OK)
+		return rc;
+
+	rc = run(st, SQL_NOW, NULL, &res, errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto fail;
+	b.now_us = field_int(res, 0, 0);
+	PQclear(res);
+
+	if ((rc = lock_sections(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
+	    (rc = lock_named_rows(&b, reqs, n, errstr, errstr_size)) !=
+		    STORE_OK ||
+	    (rc = read_processed(&b, reqs, n, errstr, errstr_size)) !=
+		    STORE_OK ||
+	    (rc = read_events(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
+	    (rc = read_customer_seats(&b, reqs, n, errstr, errstr_size)) !=
+		    STORE_OK ||
+	    (rc = reserve_ids(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
+	    (rc = decide_all(&b, reqs, n, out, errstr, errstr_size)) !=
+		    STORE_OK ||
+	    (rc = write_events(&b, errstr, errstr_size)) != STORE_OK ||
+	    (rc = write_sections(&b, errstr, errstr_size)) != STORE_OK ||
+	    (rc = write_holds(&b, errstr, errstr_size)) != STORE_OK ||
+	    (rc = write_bookings(&b, errstr, errstr_size)) != STORE_OK ||
+	    (rc = write_processed(&b, reqs, n, out, errstr, errstr_size)) !=
+		    STORE_OK)
+		goto fail;
+
+	rc = simple(st, "COMMIT", errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto fail_committed;
+	batch_free(&b);
+	return STORE_OK;
+
+fail:
+	if (store_connected(st)) {
+		char ignored[256];
+
+		(void)simple(st, "ROLLBACK", ignored, sizeof(ignored));
+	}
+fail_committed:
+	if (rc == STORE_FAILED && !errstr[0])
+		snprintf(errstr, errstr_size, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		store_outcome_clear(&out[i]);
+	batch_free(&b);
+	return rc;
+}
+
+/* ---------------------------------------------------------- the reaper */
+
+enum store_result store_reap_expired_holds(struct store *st, int batch_max,
+					   int *reaped, char *errstr,
+					   size_t errstr_size)
+{
+	struct pgarray ids = { 0 }, locked = { 0 };
+	char limit[24];
+	const char *params[1];
+	PGresult *res = NULL;
+	enum store_result rc;
+
+	*reaped = 0;
+	if (!store_connected(st)) {
+		snprintf(errstr, errstr_size, "not connected");
+		return STORE_DISCONNECTED;
+	}
+	rc = simple(st, "BEGIN", errstr, errstr_size);
+	if (rc != STORE_OK)
+		return rc;
+	snprintf(limit, sizeof(limit), "%d", batch_max);
+	params[0] = limit;
+	rc = run(st, SQL_REAP_CANDIDATES, params, &res, errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto fail;
+	for (int r = 0; r < PQntuples(res); r++)
+		pgarray_int(&ids, field_int(res, r, 0));
+	PQclear(res);
+	res = NULL;
+	if (ids.count == 0)
+		goto commit;
+
+	/* Sections first, as the workers lock them: no deadlock. A section
+	 * a worker holds is skipped; the worker reclaims its expired holds
+	 * itself when it needs the seats. */
+	params[0] = pgarray_done(&ids);
+	rc = params[0] ? run(st, SQL_REAP_LOCK_SECTIONS, params, &res, errstr,
+			     errstr_size) :
+			 STORE_FAILED;
+	if (rc != STORE_OK)
+		goto fail;
+	for (int r = 0; r < PQntuples(res); r++)
+		pgarray_int(&locked, field_int(res, r, 0));
+	PQclear(res);
+	res = NULL;
+	if (locked.count == 0)
+		goto commit;
+	params[0] = pgarray_done(&locked);
+	rc = params[0] ? run(st, SQL_REAP_EXPIRE, params, &res, errstr,
+			     errstr_size) :
+			 STORE_FAILED;
+	if (rc != STORE_OK)
+		goto fail;
+	*reaped = (int)field_int(res, 0, 0);
+	PQclear(res);
+	res = NULL;
+commit:
+	rc = simple(st, "COMMIT", errstr, errstr_size);
+	if (rc != STORE_OK)
+		*reaped = 0;
+	pgarray_free(&ids);
+	pgarray_free(&locked);
+	return rc;
+fail:
+	if (store_connected(st)) {
+		char ignored[256];
+
+		(void)simple(st, "ROLLBACK", ignored, sizeof(ignored));
+	}
+	pgarray_free(&ids);
+	pgarray_free(&locked);
+	return rc;
+}
+
+/* ------------------------------------------------- the query endpoint */
+
+static const struct statement_text views[STORE_VIEW_COUNT] = {
+	[STORE_VIEW_EVENTS] = {
+		"view_events", 2,
+		"WITH page AS ("
+		" SELECT id, name, venue, starts_at FROM events"
+		" WHERE id > $1::bigint ORDER BY id LIMIT $2::int) "
+		"SELECT json_build_object("
+		" 'events', coalesce(json_agg(page ORDER BY id), '[]'::json),"
+		" 'next', CASE WHEN count(*) = $2::int THEN max(id)::text END"
+		")::text FROM page" },
+	[STORE_VIEW_EVENT] = {
+		"view_event", 1,
+		"SELECT json_build_object("
+		" 'id', e.id, 'name', e.name, 'venue', e.venue,"
+		" 'starts_at', e.starts_at,"
+		" 'sections', coalesce((SELECT json_agg(json_build_object("
+		"  'id', s.id, 'name', s.name, 'capacity', s.capacity,"
+		"  'remaining', s.remaining,"
+		"  'booked', (SELECT coalesce(sum(quantity), 0) FROM bookings b"
+		"   WHERE b.section_id = s.id AND b.status = 'confirmed'),"
+		"  'held', (SELECT coalesce(sum(quantity), 0) FROM holds h"
+		"   WHERE h.section_id = s.id AND h.status = 'active')"
+		" ) ORDER BY s.id) FROM sections s WHERE s.event_id = e.id),"
+		" '[]'::json))::text "
+		"FROM events e WHERE e.id = $1::bigint" },
+	[STORE_VIEW_BOOKINGS] = {
+		"view_bookings", 5,
+		"WITH page AS ("
+		" SELECT id, event_id, section_id, quantity, customer, status,"
+		" hold_id, created_at, cancelled_at FROM bookings"
+		" WHERE ($1::bigint IS NULL OR event_id = $1::bigint)"
+		" AND ($2::bigint IS NULL OR section_id = $2::bigint)"
+		" AND ($3::text IS NULL OR customer = $3::text)"
+		" AND id > $4::bigint ORDER BY id LIMIT $5::int) "
+		"SELECT json_build_object("
+		" 'bookings', coalesce(json_agg(page ORDER BY id), '[]'::json),"
+		" 'next', CASE WHEN count(*) = $5::int THEN max(id)::text END"
+		")::text FROM page" },
+	[STORE_VIEW_BOOKING] = {
+		"view_booking", 1,
+		"SELECT row_to_json(b)::text FROM ("
+		" SELECT id, event_id, section_id, quantity, customer, status,"
+		" hold_id, created_at, cancelled_at FROM bookings"
+		" WHERE id = $1::bigint) b" },
+	[STORE_VIEW_HOLD] = {
+		"view_hold", 1,
+		"SELECT row_to_json(h)::text FROM ("
+		" SELECT id, event_id, section_id, quantity, customer,"
+		" CASE WHEN status = 'active' AND expires_at <= now()"
+		"  THEN 'expired' ELSE status END AS status,"
+		" expires_at, created_at, ended_at FROM holds"
+		" WHERE id = $1::bigint) h" },
+	[STORE_VIEW_REQUEST] = {
+		"view_request", 1,
+		"SELECT json_build_object("
+		" 'request_id', request_id, 'idempotency_key', idempotency_key,"
+		" 'type', type, 'status', status, 'processed_at', processed_at,"
+		" 'reply', reply::json)::text "
+		"FROM processed_requests WHERE request_id = $1::text "
+		"ORDER BY processed_at DESC LIMIT 1" },
+};
+
+enum store_result store_view(struct store *st, enum store_view view,
+			     const char *const *params, char **json,
+			     char *errstr, size_t errstr_size)
+{
+	PGresult *res;
+	enum store_result rc = STORE_OK;
+
+	*json = NULL;
+	errstr[0] = '\0';
+	if (!store_connected(st)) {
+		snprintf(errstr, errstr_size, "not connected");
+		return STORE_DISCONNECTED;
+	}
+	/* Unnamed, so planned for these very values (the filters of
+	 * view_bookings pick different indexes). */
+	res = PQexecParams(st->conn, views[view].sql, views[view].param_count,
+			   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rc = classify(st, res, views[view].name, errstr, errstr_size);
+	} else if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
+		*json = strdup(PQgetvalue(res, 0, 0));
+		if (!*json) {
+			snprintf(errstr, errstr_size, "out of memory");
+			rc = STORE_FAILED;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
