@@ -44,11 +44,12 @@ help: ## list the targets
 deps: ## install the Debian packages and fetch the pinned Kafka jars
 	scripts/deps.sh
 
+# Copied by rename, so that a running ./ticketd is not in the way.
 ticketd: $(BUILD)/ticketd
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 ticket-flood: $(BUILD)/ticket-flood
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/ticketd: $(DAEMON_OBJS) $(BUILD)/src/main.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -55,7 +55,7 @@ static const struct setting settings[] = {
 
 	INT(workers, 4, 1, 64),
 	INT(batch_max, 500, 1, 10000),
-	INT(queue_max, 2000, 1, 1000000),
+	INT(queue_max, 10000, 1, 1000000),
 	INT(drain_timeout_ms, 15000, 0, 600000),
 
 	INT(max_message_bytes, 65536, 256, 1048576),

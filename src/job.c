@@ -113,6 +113,6 @@ void job_free(struct job *job)
 	free(job->value);
 	free(job->correlation_id);
 	free(job->reply_json);
-	request_free(&job->req);
+	free(job->dead_letter_reason);
 	free(job);
 }

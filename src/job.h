@@ -33,18 +33,21 @@ struct job {
 	/* Spring request/reply headers, if present. */
 	void *correlation_id;
 	size_t correlation_id_len;
-	char reply_topic[REQUEST_TOPIC_MAX + 1]; /* kafka_replyTopic, or "" */
-	int32_t reply_partition; /* kafka_replyPartition, or -1 */
+	/* Where the reply goes: kafka_replyTopic, else the request's reply_to
+	 * (set by the worker), else "" for the configured reply topic. */
+	char reply_topic[REQUEST_TOPIC_MAX + 1];
+	int32_t reply_partition; /* kafka_replyPartition with the header, or -1 */
 	int64_t received_us;
 
-	/* Set by the worker. */
+	/* Set by the worker. The parsed request itself lives in the worker's
+	 * batch, not here: a queued job stays small. */
 	int valid;
-	struct request req;
-	struct request_error err;
+	int type; /* enum request_type, or REQUEST_TYPE_COUNT when unknown */
 	enum reply_status status;
 	enum request_error_code error;
 	char *reply_json;
 	int dead_letter; /* copy the message to the dead-letter topic too */
+	char *dead_letter_reason; /* "CODE: message", with dead_letter */
 	atomic_int pending_deliveries;
 };
 

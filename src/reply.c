@@ -95,9 +95,7 @@ static rd_kafka_resp_err_t produce_reply(struct reply_producer *rp,
 					 rd_kafka_resp_err_t why)
 {
 	const char *topic = job->reply_topic[0] ? job->reply_topic :
-			    job->req.reply_to[0] ? job->req.reply_to :
-			    job->err.reply_to[0] ? job->err.reply_to :
-						   rp->cfg->reply_topic;
+						  rp->cfg->reply_topic;
 	int32_t partition = job->reply_topic[0] && job->reply_partition >= 0 ?
 				    job->reply_partition :
 				    RD_KAFKA_PARTITION_UA;
@@ -137,8 +135,10 @@ static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 {
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(10);
 	unsigned char partition[4], offset[8], timestamp[8];
-	char fqcn[64], message[REQUEST_MESSAGE_MAX + 64];
-	const char *code = request_error_code_name(job->err.code);
+	char fqcn[64];
+	const char *code = request_error_code_name(job->error);
+	const char *message = job->dead_letter_reason ? job->dead_letter_reason :
+							code;
 	size_t value_len = job->value_len;
 	rd_kafka_resp_err_t err;
 
@@ -146,7 +146,6 @@ static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 	put_be64(offset, (uint64_t)job->offset);
 	put_be64(timestamp, (uint64_t)job->timestamp_ms);
 	snprintf(fqcn, sizeof(fqcn), "ticketd.%s", code);
-	snprintf(message, sizeof(message), "%s: %s", code, job->err.message);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-topic", -1, job->topic,
 			    -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-partition", -1,

@@ -35,6 +35,7 @@ struct worker {
 	int64_t db_down_since_us;
 	int64_t db_last_log_us;
 	struct job **batch;		/* batch_max entries */
+	struct request *parsed;		/* batch_max entries, batch[i]'s request */
 	struct request **reqs;		/* batch_max entries */
 	struct job **valid_jobs;	/* batch_max entries */
 	struct store_outcome *outcomes; /* batch_max entries */
@@ -180,7 +181,8 @@ static int ensure_connected(struct worker *w)
 	return 0;
 }
 
-static void refuse_in_database(struct job *job, const char *why)
+static void refuse_in_database(struct job *job, const struct request *req,
+			       const char *why)
 {
 	struct reply reply = { .remaining = -1 };
 
@@ -189,9 +191,8 @@ static void refuse_in_database(struct job *job, const char *why)
 	job->status = reply.status;
 	job->error = reply.error;
 	free(job->reply_json);
-	job->reply_json = reply_to_json(job->req.request_id,
-					request_type_name(job->req.type),
-					&reply);
+	job->reply_json = reply_to_json(req->request_id,
+					request_type_name(req->type), &reply);
 }
 
 /*
@@ -248,7 +249,7 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 			log_warn("worker %d: partition %d offset %lld refused by the database: %s",
 				 w->index, (int)jobs[0]->partition,
 				 (long long)jobs[0]->offset, errstr);
-			refuse_in_database(jobs[0], errstr);
+			refuse_in_database(jobs[0], reqs[0], errstr);
 			return 0;
 		}
 		atomic_fetch_add(&m->batch_splits, 1);
@@ -267,26 +268,41 @@ static void parse_jobs(struct worker *w, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		struct job *job = w->batch[i];
+		struct request *req = &w->parsed[i];
 		struct reply reply = { .remaining = -1 };
+		struct request_error err;
 
+		job->type = REQUEST_TYPE_COUNT;
 		if (request_parse(job->value, job->value_len, &pool->limits,
-				  &job->req, &job->err) == 0) {
+				  req, &err) == 0) {
 			job->valid = 1;
+			job->type = (int)req->type;
+			if (!job->reply_topic[0] && req->reply_to[0])
+				memcpy(job->reply_topic, req->reply_to,
+				       sizeof(job->reply_topic));
 			continue;
 		}
-		reply_set_error(&reply, job->err.code, "%s", job->err.message);
+		if (!job->reply_topic[0] && err.reply_to[0])
+			memcpy(job->reply_topic, err.reply_to,
+			       sizeof(job->reply_topic));
+		reply_set_error(&reply, err.code, "%s", err.message);
 		job->status = reply.status;
 		job->error = reply.error;
-		job->reply_json = reply_to_json(job->err.request_id,
-						job->err.type_name, &reply);
+		job->reply_json = reply_to_json(err.request_id, err.type_name,
+						&reply);
 		/* What cannot be read as a request at all is kept for a
 		 * human: a copy goes to the dead-letter topic. */
-		job->dead_letter = job->err.code == ERROR_MALFORMED_JSON ||
-				   job->err.code == ERROR_MESSAGE_TOO_LARGE;
+		if (err.code == ERROR_MALFORMED_JSON ||
+		    err.code == ERROR_MESSAGE_TOO_LARGE) {
+			job->dead_letter = 1;
+			if (asprintf(&job->dead_letter_reason, "%s: %s",
+				     request_error_code_name(err.code),
+				     err.message) < 0)
+				job->dead_letter_reason = NULL;
+		}
 		log_debug("partition %d offset %lld: %s: %s",
 			  (int)job->partition, (long long)job->offset,
-			  request_error_code_name(job->err.code),
-			  job->err.message);
+			  request_error_code_name(err.code), err.message);
 	}
 }
 
@@ -299,17 +315,21 @@ static void process_batch(struct worker *w, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (w->batch[i]->valid) {
 			w->valid_jobs[valid] = w->batch[i];
-			w->reqs[valid] = &w->batch[i]->req;
+			w->reqs[valid] = &w->parsed[i];
 			valid++;
 		}
 	}
 	if (valid && execute(w, w->valid_jobs, w->reqs, valid) != 0) {
 		/* Stopping while the database is away: nothing of this
 		 * batch committed, so drop it unanswered; Kafka redelivers. */
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
+			request_free(&w->parsed[i]);
 			job_free(w->batch[i]);
+		}
 		return;
 	}
+	for (size_t i = 0; i < n; i++)
+		request_free(&w->parsed[i]);
 	/* Replies in arrival order: per section, the order of requests. */
 	for (size_t i = 0; i < n; i++) {
 		struct job *job = w->batch[i];
@@ -320,9 +340,7 @@ static void process_batch(struct worker *w, size_t n)
 			job_free(job);
 			continue;
 		}
-		metrics_count_request(m, job->valid ? (int)job->req.type :
-						      REQUEST_TYPE_COUNT,
-				      job->status);
+		metrics_count_request(m, job->type, job->status);
 		reply_send(w->pool->rp, job);
 	}
 }
@@ -349,6 +367,7 @@ static void worker_release(struct worker *w)
 	}
 	store_free(w->st);
 	free(w->batch);
+	free(w->parsed);
 	free(w->reqs);
 	free(w->valid_jobs);
 	free(w->outcomes);
@@ -392,10 +411,11 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 		pthread_cond_init(&w->wake, NULL);
 		w->st = store_new(cfg->pg_conninfo, &store_limits);
 		w->batch = calloc(bmax, sizeof(*w->batch));
+		w->parsed = calloc(bmax, sizeof(*w->parsed));
 		w->reqs = calloc(bmax, sizeof(*w->reqs));
 		w->valid_jobs = calloc(bmax, sizeof(*w->valid_jobs));
 		w->outcomes = calloc(bmax, sizeof(*w->outcomes));
-		if (!w->st || !w->batch || !w->reqs || !w->valid_jobs ||
+		if (!w->st || !w->batch || !w->parsed || !w->reqs || !w->valid_jobs ||
 		    !w->outcomes)
 			goto oom;
 	}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# run.sh: run the unit tests (cmocka binaries given as arguments) and the
+# system tests (pytest, real Kafka and PostgreSQL), then print one line:
+# "N passed, N failed". Exits non-zero when anything failed or nothing ran.
+#
+#   tests/run.sh [--unit-only | --system-only] [UNIT_BINARY...]
+set -uo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+mode=all
+units=()
+for arg in "$@"; do
+	case "$arg" in
+	--unit-only) mode=unit ;;
+	--system-only) mode=system ;;
+	*) units+=("$arg") ;;
+	esac
+done
+
+passed=0
+failed=0
+
+if [[ $mode != system ]]; then
+	for bin in "${units[@]}"; do
+		out="$("$bin" 2>&1)"
+		rc=$?
+		echo "$out"
+		p=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
+		f=$(grep -Eo '^\[  FAILED  \] [0-9]+ test' <<<"$out" | awk '{s+=$(NF-1)} END {print s+0}')
+		if [[ $rc -ne 0 && $f -eq 0 ]]; then
+			echo "run.sh: $bin exited $rc" >&2
+			f=1
+		fi
+		passed=$((passed + p))
+		failed=$((failed + f))
+	done
+fi
+
+if [[ $mode != unit ]]; then
+	mkdir -p build
+	junit="build/system-tests.xml"
+	rm -f "$junit"
+	python3 -m pytest tests/system -v -p no:cacheprovider \
+		--junitxml="$junit" ${PYTEST_ARGS:-}
+	rc=$?
+	if [[ -f $junit ]]; then
+		read -r p f s < <(python3 - "$junit" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = sum(int(x.get("tests", 0)) for x in suites)
+f = sum(int(x.get("failures", 0)) + int(x.get("errors", 0)) for x in suites)
+s = sum(int(x.get("skipped", 0)) for x in suites)
+print(t - f - s, f, s)
+PY
+)
+		# A skipped system test is a test that did not prove anything.
+		passed=$((passed + p))
+		failed=$((failed + f + s))
+	fi
+	if [[ $rc -ne 0 && ! -f $junit ]]; then
+		echo "run.sh: pytest exited $rc without results" >&2
+		failed=$((failed + 1))
+	fi
+fi
+
+if [[ $((passed + failed)) -eq 0 ]]; then
+	echo "run.sh: no test ran" >&2
+	failed=1
+fi
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

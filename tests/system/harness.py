@@ -1,0 +1,316 @@
+"""Helpers for the system tests: the stack, ticketd processes, and a
+client that sends requests through the real broker and collects replies."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REQUESTS = "bookings.requests"
+REPLIES = "bookings.replies"
+DEAD_LETTER = "bookings.dead-letter"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_env_file(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("export "):
+                line = line[len("export "):]
+            if "=" not in line or line.startswith("#"):
+                continue
+            key, value = line.split("=", 1)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            env[key] = value
+    return env
+
+
+class Stack:
+    """The throwaway PostgreSQL and Kafka of scripts/stack.sh."""
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+        self.env = {}
+
+    def script(self, *args, timeout=300):
+        env = dict(os.environ, STACK_DIR=self.state_dir)
+        proc = subprocess.run(
+            [os.path.join(REPO, "scripts", "stack.sh"), *args],
+            env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                "scripts/stack.sh %s failed (exit %d):\n%s\n%s" %
+                (" ".join(args), proc.returncode, proc.stdout, proc.stderr))
+        return proc.stdout
+
+    def up(self):
+        self.script("up")
+        self.env = read_env_file(os.path.join(self.state_dir, "stack.env"))
+        return self
+
+    def down(self):
+        self.script("down")
+
+    @property
+    def brokers(self):
+        return self.env["TICKETD_BROKERS"]
+
+    @property
+    def pg(self):
+        return self.env["TICKETD_PG"]
+
+    def db(self):
+        conn = psycopg2.connect(self.pg)
+        conn.autocommit = True
+        return conn
+
+    def query(self, sql, params=()):
+        with self.db() as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall() if cur.description else []
+        conn.close()
+        return rows
+
+    def create_topic(self, name, partitions=4):
+        admin = AdminClient({"bootstrap.servers": self.brokers})
+        futures = admin.create_topics([NewTopic(name, partitions, 1)])
+        for f in futures.values():
+            try:
+                f.result(30)
+            except Exception as e:  # already there is fine
+                if "TOPIC_ALREADY_EXISTS" not in str(e):
+                    raise
+
+
+class Ticketd:
+    """One ticketd process with its own HTTP port and log file."""
+
+    def __init__(self, stack, name="ticketd", **settings):
+        self.stack = stack
+        self.name = name
+        self.http_port = free_port()
+        self.log_path = os.path.join(stack.state_dir, name + ".log")
+        self.env = dict(os.environ)
+        self.env.update({
+            "TICKETD_BROKERS": stack.brokers,
+            "TICKETD_PG": stack.pg,
+            "TICKETD_HTTP_PORT": str(self.http_port),
+            "TICKETD_GROUP_ID": "ticketd-test",
+            "TICKETD_REAPER_INTERVAL_MS": "200",
+            "TICKETD_DRAIN_TIMEOUT_MS": "10000",
+        })
+        for key, value in settings.items():
+            self.env["TICKETD_" + key.upper()] = str(value)
+        self.proc = None
+
+    def start(self, wait_ready=True, timeout=60):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(REPO, "ticketd"), "-c",
+             os.path.join(REPO, "etc", "ticketd.conf")],
+            env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %d during start-up:\n%s" %
+                                   (self.name, self.proc.returncode, self.log_tail()))
+            status, _ = self.http("/readyz")
+            if status == 200 and self.partitions() > 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("%s not ready within %ds:\n%s" %
+                           (self.name, timeout, self.log_tail()))
+
+    def partitions(self):
+        status, body = self.http("/readyz")
+        try:
+            return json.loads(body).get("assigned_partitions", 0)
+        except ValueError:
+            return 0
+
+    def http(self, path, method="GET", timeout=10):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.http_port, path), method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            return 0, ""
+
+    def http_json(self, path):
+        status, body = self.http(path)
+        return status, (json.loads(body) if body else None)
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Client:
+    """Sends requests to the request topic and collects every reply and
+    dead-letter message from the moment it was created."""
+
+    def __init__(self, stack, request_topic=REQUESTS, reply_topic=REPLIES):
+        self.stack = stack
+        self.request_topic = request_topic
+        self.reply_topic = reply_topic
+        self.producer = Producer({"bootstrap.servers": stack.brokers,
+                                  "linger.ms": 1, "acks": "all"})
+        self.replies = []
+        self.dead_letters = []
+        self.lock = threading.Condition()
+        self.running = True
+        self.consumer = Consumer({
+            "bootstrap.servers": stack.brokers,
+            "group.id": "system-tests",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        })
+        self.consumer.assign(self._ends([reply_topic, DEAD_LETTER]))
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+
+    def _ends(self, topics):
+        parts = []
+        for topic in topics:
+            md = self.consumer.list_topics(topic, timeout=30)
+            for p in md.topics[topic].partitions:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=30)
+                parts.append(TopicPartition(topic, p, high))
+        return parts
+
+    def _collect(self):
+        while self.running:
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            record = {
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "key": msg.key(),
+                "value": msg.value(),
+                "headers": dict(msg.headers() or []),
+            }
+            try:
+                record["json"] = json.loads(msg.value()) if msg.value() else None
+            except ValueError:
+                record["json"] = None
+            with self.lock:
+                if msg.topic() == DEAD_LETTER:
+                    self.dead_letters.append(record)
+                else:
+                    self.replies.append(record)
+                self.lock.notify_all()
+
+    def close(self):
+        self.running = False
+        self.thread.join(5)
+        self.consumer.close()
+        self.producer.flush(10)
+
+    def send_raw(self, value, key=None, headers=None, topic=None):
+        self.producer.produce(topic or self.request_topic, value=value,
+                              key=key, headers=headers or {})
+        self.producer.flush(30)
+
+    def send(self, request, key=None, headers=None, correlation=None):
+        """Send a request dict, keyed by its section like real clients do,
+        with Spring's reply headers."""
+        if key is None and "section_id" in request:
+            key = str(request["section_id"])
+        hdrs = {"kafka_replyTopic": self.reply_topic.encode()}
+        hdrs["kafka_correlationId"] = (correlation if correlation is not None
+                                       else request.get("request_id", "").encode())
+        hdrs.update(headers or {})
+        self.send_raw(json.dumps(request).encode(), key=key, headers=hdrs)
+
+    def wait_for(self, predicate, count=1, timeout=30, source="replies"):
+        deadline = time.time() + timeout
+        with self.lock:
+            while True:
+                found = [r for r in getattr(self, source) if predicate(r)]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.time()
+                if left <= 0:
+                    return found
+                self.lock.wait(left)
+
+    def replies_for(self, request_id, count=1, timeout=30):
+        return self.wait_for(
+            lambda r: r["json"] and r["json"].get("request_id") == request_id,
+            count, timeout)
+
+    def reply(self, request_id, timeout=30):
+        found = self.replies_for(request_id, 1, timeout)
+        assert found, "no reply to %s within %ds" % (request_id, timeout)
+        return found[0]["json"]
+
+    def request(self, request, timeout=30, **kw):
+        self.send(request, **kw)
+        return self.reply(request["request_id"], timeout)
+
+
+def unique(prefix="t"):
+    return "%s-%d-%d" % (prefix, os.getpid(), time.monotonic_ns())
+
+
+def run_flood(stack, *args, timeout=600):
+    env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=stack.pg)
+    proc = subprocess.run([os.path.join(REPO, "ticket-flood"), "--quiet", *args],
+                          env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def invariant_violations(stack):
+    return stack.query("SELECT section_id, capacity, remaining, booked, held "
+                       "FROM section_invariant WHERE NOT ok")
+
+
+def duplicate_executions(stack):
+    return stack.query("SELECT kind, request_key, executions FROM duplicate_executions")
