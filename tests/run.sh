@@ -18,6 +18,9 @@ for arg in "$@"; do
 	esac
 done
 
+# The Debian interpreter: the one with python3-pytest, -psycopg2 and
+# -confluent-kafka, whatever python3 comes first on PATH.
+python=/usr/bin/python3
 passed=0
 failed=0
 
@@ -41,11 +44,11 @@ if [[ $mode != unit ]]; then
 	mkdir -p build
 	junit="build/system-tests.xml"
 	rm -f "$junit"
-	python3 -m pytest tests/system -v -p no:cacheprovider \
+	"$python" -m pytest tests/system -v -p no:cacheprovider \
 		--junitxml="$junit" ${PYTEST_ARGS:-}
 	rc=$?
 	if [[ -f $junit ]]; then
-		read -r p f s < <(python3 - "$junit" <<'PY'
+		read -r p f s < <("$python" - "$junit" <<'PY'
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
