@@ -124,4 +124,6 @@ uninstall: ## remove what install put there
 clean: ## remove build output
 	rm -rf build build-* ticketd ticket-flood
 
+.SECONDARY:
+
 -include $(shell find build* -name '*.d' 2>/dev/null)
