@@ -75,8 +75,8 @@ test: ## install what is missing, build, run unit and system tests
 test-system: all ## run the system tests only (real Kafka + PostgreSQL)
 	tests/run.sh --system-only
 
-check-config: ticketd ## every setting is documented in etc/ticketd.conf
-	tests/check-config.sh
+check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
+	$(BUILD)/tests/unit/test_config
 
 up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/)
 	scripts/stack.sh up

@@ -13,7 +13,7 @@ packages=(
 	build-essential pkg-config curl ca-certificates
 	librdkafka-dev libpq-dev libjansson-dev libconfig-dev libmicrohttpd-dev
 	libcmocka-dev postgresql kcat
-	python3-pytest python3-psycopg2 python3-confluent-kafka
+	python3-pytest python3-psycopg2 python3-confluent-kafka python3-yaml
 	default-jre-headless maven
 )
 

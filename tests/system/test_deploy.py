@@ -1,0 +1,61 @@
+"""Deployment files: what can be checked without a Docker engine, and
+`make install` into a scratch root (issue 3)."""
+
+import os
+import re
+import subprocess
+
+import yaml
+
+from harness import REPO
+
+
+def setting_names():
+    out = subprocess.run([os.path.join(REPO, "ticketd"), "--print-config"],
+                         capture_output=True, text=True, check=True,
+                         env={"PATH": os.environ["PATH"]}).stdout
+    return {line.split(" = ")[0] for line in out.splitlines()}
+
+
+def test_compose_file_names_only_what_exists():
+    with open(os.path.join(REPO, "docker-compose.yml")) as f:
+        compose = yaml.safe_load(f)
+    services = compose["services"]
+    assert {"kafka", "postgres", "ticketd", "topics"} <= set(services)
+    names = setting_names()
+    for name, service in services.items():
+        assert ":" in service.get("image", "x:pinned"), name
+        assert not service.get("image", "").endswith(":latest"), name
+        for dep in service.get("depends_on", {}):
+            assert dep in services, (name, dep)
+        for volume in service.get("volumes", []):
+            src = volume.split(":")[0]
+            assert os.path.exists(os.path.join(REPO, src)), src
+    for var in services["ticketd"]["environment"]:
+        assert var.startswith("TICKETD_"), var
+        key = var[len("TICKETD_"):].lower()
+        assert key in names or key == "pg", var
+    assert services["ticketd"]["ports"] == ["8080:8080"]
+    topics = services["topics"]["command"][0]
+    for topic in ("bookings.requests", "bookings.replies", "bookings.dead-letter"):
+        assert topic in topics
+
+
+def test_dockerfile_copies_what_exists():
+    with open(os.path.join(REPO, "Dockerfile")) as f:
+        text = f.read()
+    for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        assert os.path.exists(os.path.join(REPO, src)), src
+    for image in re.findall(r"^FROM (\S+)", text, re.M):
+        assert re.match(r"[\w./-]+:\d", image), image
+
+
+def test_make_install_into_destdir(tmp_path):
+    subprocess.run(["make", "-s", "install", "DESTDIR=%s" % tmp_path, "PREFIX=/usr"],
+                   cwd=REPO, check=True, capture_output=True)
+    for path in ("usr/bin/ticketd", "usr/bin/ticket-flood", "etc/ticketd/ticketd.conf",
+                 "usr/lib/systemd/system/ticketd.service", "usr/share/ticketd/schema.sql"):
+        assert (tmp_path / path).exists(), path
+    unit = (tmp_path / "usr/lib/systemd/system/ticketd.service").read_text()
+    assert "ExecStart=/usr/bin/ticketd -c /etc/ticketd/ticketd.conf" in unit
+    assert "@" not in unit.split("[Install]")[0].replace("@BINDIR@", "")
