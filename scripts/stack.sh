@@ -192,7 +192,12 @@ create_topics() {
 		from confluent_kafka.admin import AdminClient, NewTopic
 		brokers, specs = sys.argv[1], sys.argv[2:]
 		admin = AdminClient({"bootstrap.servers": brokers})
-		wanted = [NewTopic(specs[i], int(specs[i + 1]), 1) for i in range(0, len(specs), 2)]
+		# Requests may be large (up to 16 MiB): ticketd answers the ones
+		# over its own limit with MESSAGE_TOO_LARGE instead of the broker
+		# refusing them unseen.
+		wanted = [NewTopic(specs[i], int(specs[i + 1]), 1,
+		                   config={"max.message.bytes": "16777216"} if i == 0 else {})
+		          for i in range(0, len(specs), 2)]
 		existing = admin.list_topics(timeout=30).topics
 		new = [t for t in wanted if t.topic not in existing]
 		for topic, future in (admin.create_topics(new) if new else {}).items():

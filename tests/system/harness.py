@@ -91,7 +91,8 @@ class Stack:
 
     def create_topic(self, name, partitions=4):
         admin = AdminClient({"bootstrap.servers": self.brokers})
-        futures = admin.create_topics([NewTopic(name, partitions, 1)])
+        futures = admin.create_topics([NewTopic(
+            name, partitions, 1, config={"max.message.bytes": "16777216"})])
         for f in futures.values():
             try:
                 f.result(30)
@@ -198,7 +199,8 @@ class Client:
         self.request_topic = request_topic
         self.reply_topic = reply_topic
         self.producer = Producer({"bootstrap.servers": stack.brokers,
-                                  "linger.ms": 1, "acks": "all"})
+                                  "linger.ms": 1, "acks": "all",
+                                  "message.max.bytes": 20000000})
         self.replies = []
         self.dead_letters = []
         self.lock = threading.Condition()
@@ -253,9 +255,15 @@ class Client:
         self.producer.flush(10)
 
     def send_raw(self, value, key=None, headers=None, topic=None):
+        errors = []
+
+        def delivered(err, msg):
+            if err:
+                errors.append(err)
         self.producer.produce(topic or self.request_topic, value=value,
-                              key=key, headers=headers or {})
+                              key=key, headers=headers or {}, on_delivery=delivered)
         self.producer.flush(30)
+        assert not errors, "produce failed: %s" % errors
 
     def send(self, request, key=None, headers=None, correlation=None):
         """Send a request dict, keyed by its section like real clients do,
