@@ -33,7 +33,8 @@ UNIT_TESTS = test_request test_offsets test_config test_http_parse
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
 
 .PHONY: all help deps test test-unit test-system run up down bench fuzz \
-	install uninstall clean format format-check check-config valgrind
+	install uninstall clean format format-check check-config valgrind \
+	ticketd ticket-flood
 
 all: ticketd ticket-flood ## build ticketd and ticket-flood
 
@@ -44,7 +45,8 @@ help: ## list the targets
 deps: ## install the Debian packages and fetch the pinned Kafka jars
 	scripts/deps.sh
 
-# Copied by rename, so that a running ./ticketd is not in the way.
+# Always copied (a SANITIZE build and a plain one share these names), by
+# rename, so that a running ./ticketd is not in the way.
 ticketd: $(BUILD)/ticketd
 	cp $< $@.tmp && mv -f $@.tmp $@
 

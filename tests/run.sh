@@ -24,6 +24,11 @@ python=/usr/bin/python3
 passed=0
 failed=0
 
+# For a SANITIZE= build: any report fails the process that made it, and
+# the tests see that as a non-zero exit.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:exitcode=24}"
+
 if [[ $mode != system ]]; then
 	for bin in "${units[@]}"; do
 		out="$("$bin" 2>&1)"
