@@ -6,6 +6,7 @@ BINDIR = $(PREFIX)/bin
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 
+SHELL := /bin/bash
 CC ?= cc
 SANITIZE ?=
 WERROR ?= $(if $(CI),-Werror,)
@@ -100,6 +101,34 @@ bench: all ## the side-by-side throughput benchmark
 valgrind: $(UNIT_BINS) ## the unit tests under memcheck
 	for t in $(UNIT_BINS); do \
 		valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; \
+	done
+
+# libFuzzer: each target for FUZZ_SECONDS on a scratch copy of its seed
+# corpus, after replaying the regression inputs of crashes fixed before.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/postgresql \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TARGETS = request http
+
+build-fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/request.c src/log.c
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $^ -ljansson
+
+build-fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c src/request.c src/log.c \
+		src/store.c src/metrics.c src/consumer.c src/worker.c src/job.c \
+		src/offsets.c src/kafka.c src/config.c src/reply.c
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz: $(addprefix build-fuzz/fuzz_,$(FUZZ_TARGETS)) ## run each fuzzer for FUZZ_SECONDS (default 60)
+	set -e; for t in $(FUZZ_TARGETS); do \
+		rm -rf build-fuzz/corpus-$$t && cp -r tests/fuzz/corpus/$$t build-fuzz/corpus-$$t; \
+		if ls tests/fuzz/regressions/$$t/* >/dev/null 2>&1; then \
+			build-fuzz/fuzz_$$t tests/fuzz/regressions/$$t/*; fi; \
+		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+			-artifact_prefix=build-fuzz/crash-$$t- -print_final_stats=1 \
+			build-fuzz/corpus-$$t 2>&1 | tail -n 12; \
+		test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
 format: ## reformat the C sources
