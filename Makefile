@@ -33,7 +33,7 @@ FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
 UNIT_TESTS = test_request test_offsets test_config test_http_parse
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
 
-.PHONY: all help deps test test-unit test-system run up down bench fuzz \
+.PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \
 	install uninstall clean format format-check check-config valgrind \
 	ticketd ticket-flood
 
@@ -98,10 +98,19 @@ run: ## the local stack, ticketd and the seed's demo flood
 bench: all ## the side-by-side throughput benchmark
 	scripts/bench.sh
 
-valgrind: $(UNIT_BINS) ## the unit tests under memcheck
-	for t in $(UNIT_BINS); do \
-		valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; \
-	done
+VALGRIND = valgrind --error-exitcode=99 --leak-check=full \
+	--errors-for-leak-kinds=definite --show-leak-kinds=definite \
+	--suppressions=tests/valgrind.supp
+
+valgrind: all $(UNIT_BINS) ## the unit tests and a short flood under memcheck
+	for t in $(UNIT_BINS); do $(VALGRIND) -q $$t || exit 1; done
+	FLOOD_COUNT=500 tests/flood-check.sh valgrind $(VALGRIND)
+
+tsan: ## a ThreadSanitizer ticketd through one flood
+	$(MAKE) SANITIZE=thread ticketd ticket-flood
+	TSAN_OPTIONS="halt_on_error=0 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
+		tests/flood-check.sh tsan env
+	$(MAKE) ticketd ticket-flood
 
 # libFuzzer: each target for FUZZ_SECONDS on a scratch copy of its seed
 # corpus, after replaying the regression inputs of crashes fixed before.

@@ -225,6 +225,11 @@ static enum MHD_Result respond_view(struct http_server *http,
 				     "the database cannot be reached");
 	}
 	rc = store_view(st, view, params, &json, errstr, sizeof(errstr));
+	/* A pooled connection may have died while idle (the server
+	 * restarted): one fresh try before saying 503. */
+	if (rc == STORE_DISCONNECTED &&
+	    store_connect(st, errstr, sizeof(errstr)) == 0)
+		rc = store_view(st, view, params, &json, errstr, sizeof(errstr));
 	pool_give(http, st);
 	if (rc == STORE_DISCONNECTED)
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -320,6 +325,8 @@ static enum MHD_Result serve_readyz(struct http_server *http,
 		    store_connect(st, errstr, sizeof(errstr)) != 0)
 			log_debug("readyz: %s", errstr);
 		database = store_ping(st);
+		if (!database && store_connect(st, errstr, sizeof(errstr)) == 0)
+			database = store_ping(st);
 		pool_give(http, st);
 	}
 	if (asprintf(&body,

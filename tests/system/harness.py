@@ -216,12 +216,22 @@ class Client:
         self.thread.start()
 
     def _ends(self, topics):
+        """The end offset of every partition; a topic just created may need
+        a moment before every partition has its leader."""
         parts = []
         for topic in topics:
             md = self.consumer.list_topics(topic, timeout=30)
             for p in md.topics[topic].partitions:
-                low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=30)
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        low, high = self.consumer.get_watermark_offsets(
+                            TopicPartition(topic, p), timeout=10)
+                        break
+                    except Exception:
+                        if time.time() > deadline:
+                            raise
+                        time.sleep(0.2)
                 parts.append(TopicPartition(topic, p, high))
         return parts
 

@@ -1,0 +1,222 @@
+"""The benchmark behind `make bench`: the seed's one-transaction-per-request
+design (pgbench), ticketd with batch_max=1, ticketd as shipped, and the
+Kafka path alone, on the same broker, database and message count.
+
+Rows 2-4 are driven by ticket-flood; row 1 by pgbench with 16 clients.
+Prints one table per workload and ends with
+    hot speed-up vs per-request: N.Nx; vs Kafka path: N.Nx
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "system"))
+from harness import Stack, Ticketd  # noqa: E402
+
+
+def flood(stack, topic, *args, timeout=900):
+    env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=stack.pg)
+    out = subprocess.run([os.path.join(REPO, "ticket-flood"), "--quiet",
+                          "--request-topic", topic, *args],
+                         env=env, capture_output=True, text=True, timeout=timeout).stdout
+    summary = re.search(r"^summary (.*)$", out, re.M)
+    if not summary:
+        raise RuntimeError("ticket-flood said:\n" + out)
+    fields = dict(kv.split("=", 1) for kv in summary.group(1).split())
+    lat = re.search(r"p50 ([\d.]+)\s+p90 ([\d.]+)\s+p99 ([\d.]+)\s+max ([\d.]+)", out)
+    fields["p50"], fields["p99"], fields["max"] = (lat.group(1), lat.group(3), lat.group(4)) if lat else ("-", "-", "-")
+    fields["ok_invariant"] = "invariant ok" in out or "--no-verify" in args
+    fields["out"] = out
+    return fields
+
+
+def proc_usage(pid):
+    with open("/proc/%d/status" % pid) as f:
+        hwm = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return hwm / 1024.0, (int(parts[11]) + int(parts[12])) / ticks
+
+
+def pgbench_floor(stack, section, n, clients=16):
+    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    script.write(
+        "BEGIN;\n"
+        "SELECT remaining FROM sections WHERE id = %d FOR UPDATE;\n"
+        "UPDATE sections SET remaining = remaining - 1 WHERE id = %d;\n"
+        "INSERT INTO bookings (event_id, section_id, quantity, customer, request_key)"
+        " VALUES (%d, %d, 1, 'pgbench', 'pgbench-' || :client_id || '-' || random());\n"
+        "COMMIT;\n" % (section, section, section, section))
+    script.close()
+    pg = dict(kv.split("=", 1) for kv in stack.pg.split())
+    t0 = time.time()
+    out = subprocess.run(["pgbench", "-n", "-f", script.name, "-c", str(clients),
+                          "-j", "2", "-t", str(n // clients), "-r",
+                          "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], pg["dbname"]],
+                         capture_output=True, text=True, timeout=900).stdout
+    seconds = time.time() - t0
+    os.unlink(script.name)
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    lat = re.search(r"latency average = ([\d.]+) ms", out)
+    return {"rate": tps, "p50": lat.group(1) if lat else "-", "p99": "-", "max": "-",
+            "seconds": seconds}
+
+
+def reset(stack, event, first, count, capacity):
+    stack.query("INSERT INTO events (id, name) VALUES (%s, 'bench') ON CONFLICT DO NOTHING", (event,))
+    stack.query("DELETE FROM bookings WHERE section_id BETWEEN %s AND %s", (first, first + count - 1))
+    stack.query("DELETE FROM holds WHERE section_id BETWEEN %s AND %s", (first, first + count - 1))
+    stack.query("INSERT INTO sections (id, event_id, name, capacity, remaining) "
+                "SELECT s, %s, 's' || s, %s, %s FROM generate_series(%s, %s) s "
+                "ON CONFLICT (id) DO UPDATE SET capacity = EXCLUDED.capacity, remaining = EXCLUDED.remaining",
+                (event, capacity, capacity, first, first + count - 1))
+
+
+def run_ticketd_row(stack, name, topic, flood_args, **settings):
+    t = Ticketd(stack, name=name, request_topic=topic, group_id="bench-" + name,
+                log_level="warn", **settings)
+    t.start()
+    try:
+        f = flood(stack, topic, *flood_args)
+        rss, cpu = proc_usage(t.proc.pid)
+    finally:
+        code = t.stop()
+    sent = int(f["sent"])
+    return {"rate": float(f["answered"]) / float(f["seconds"]), "p50": f["p50"],
+            "p99": f["p99"], "max": f["max"], "rss": rss,
+            "cpu_per_k": cpu / sent * 1000, "lost": sent - int(f["answered"]),
+            "invariant": f["ok_invariant"], "exit": code, "f": f}
+
+
+def run_kafka_row(stack, topic, reply_topic, flood_args):
+    """The Kafka path alone: a kcat relay echoes requests to the reply topic,
+    no database: consume, produce, deliver, as ticketd does."""
+    consumer = subprocess.Popen(
+        ["kcat", "-C", "-b", stack.brokers, "-G", "bench-relay-" + topic, topic,
+         "-X", "fetch.wait.max.ms=10", "-u", "-q", "-f", "%s\n"],
+        stdout=subprocess.PIPE)
+    producer = subprocess.Popen(
+        ["kcat", "-P", "-b", stack.brokers, "-t", reply_topic, "-X", "linger.ms=2"],
+        stdin=consumer.stdout)
+    consumer.stdout.close()
+    time.sleep(3)  # let the relay join its group
+    try:
+        f = flood(stack, topic, "--no-verify", *flood_args)
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        producer.send_signal(signal.SIGTERM)
+        consumer.wait(10)
+        producer.wait(10)
+    sent = int(f["sent"])
+    return {"rate": float(f["answered"]) / float(f["seconds"]), "p50": f["p50"],
+            "p99": f["p99"], "max": f["max"], "lost": sent - int(f["answered"])}
+
+
+def fmt(v, spec="%.0f"):
+    return spec % v if isinstance(v, (int, float)) else str(v)
+
+
+def print_table(title, rows, floor, ceiling):
+    print("\n%s" % title)
+    print("| row | requests/s | x row 1 | x row 4 | p50 ms | p99 ms | max ms | peak RSS MB | CPU s / 1k req | lost | invariant |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, r in rows:
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            name, fmt(r["rate"]), fmt(r["rate"] / floor, "%.1fx") if floor else "-",
+            fmt(r["rate"] / ceiling, "%.2fx") if ceiling else "-",
+            r["p50"], r["p99"], r["max"],
+            fmt(r.get("rss", "-"), "%.1f"), fmt(r.get("cpu_per_k", "-"), "%.3f"),
+            r.get("lost", 0), {True: "ok", False: "BROKEN"}.get(r.get("invariant"), "-")))
+    sys.stdout.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hot", type=int, default=20000, help="requests of the hot workload")
+    ap.add_argument("--spread", type=int, default=20000)
+    ap.add_argument("--sellout", type=int, default=50000)
+    ap.add_argument("--concurrency", type=int, default=2000)
+    ap.add_argument("--rate", type=int, default=2000, help="offered rate of the latency mode")
+    ap.add_argument("--rss-flood", type=int, default=0,
+                    help="also flood this many requests for the peak RSS (e.g. 1000000)")
+    args = ap.parse_args()
+
+    stack = Stack(os.environ["STACK_DIR"])
+    stack.env = dict(line.split("=", 1) for line in
+                     (l.replace("export ", "").strip().replace("'", "")
+                      for l in open(os.path.join(stack.state_dir, "stack.env"))
+                      if l.startswith("export")))
+    print("ticketd benchmark, %s, %d cores, %s" % (
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.cpu_count(),
+        open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")))
+    for topic in ("bench.b1", "bench.shipped", "bench.kafka", "bench.replies-kafka"):
+        stack.create_topic(topic, partitions=4)
+
+    results = {}
+    c = str(args.concurrency)
+    workloads = [
+        ("hot", args.hot, ["--event", "500", "--section", "500", "--sections", "1",
+                           "--capacity", "100000000"], (500, 500, 1, 100000000)),
+        ("spread", args.spread, ["--event", "501", "--section", "1000", "--sections", "1000",
+                                 "--capacity", "1000000"], (501, 1000, 1000, 1000000)),
+        ("sell-out", args.sellout, ["--event", "502", "--section", "600", "--sections", "1",
+                                    "--capacity", "10000"], (502, 600, 1, 10000)),
+    ]
+    for name, n, where, (event, first, count, capacity) in workloads:
+        common = ["--fresh-seed", "-n", str(n), "-q", "1", "-c", c, "-t", "600"] + where
+        rows = []
+        reset(stack, event, first, count, capacity)
+        floor = pgbench_floor(stack, first, n)
+        rows.append(("1. one transaction per request (pgbench, 16 clients)", floor))
+        r2 = run_ticketd_row(stack, "b1", "bench.b1", common, batch_max=1)
+        rows.append(("2. ticketd, batch_max=1", r2))
+        r3 = run_ticketd_row(stack, "shipped", "bench.shipped", common)
+        rows.append(("3. ticketd as shipped", r3))
+        r4 = run_kafka_row(stack, "bench.kafka", "bench.replies-kafka",
+                           ["-n", str(n), "-q", "1", "-c", c, "-t", "600", "--reply-topic",
+                            "bench.replies-kafka"] + where)
+        rows.append(("4. Kafka path alone (kcat relay, no database)", r4))
+        if name == "sell-out":
+            sold = stack.query("SELECT coalesce(sum(quantity), 0) FROM bookings "
+                               "WHERE section_id = 600 AND status = 'confirmed'")[0][0]
+            print("\nsell-out: %d seats sold of 10000 (ticketd as shipped's run)" % sold)
+            if sold != 10000:
+                print("SELL-OUT WRONG: %d seats sold" % sold)
+        print_table("workload %s: %d requests, concurrency %s" % (name, n, c),
+                    rows, floor["rate"], r4["rate"])
+        results[name] = (floor["rate"], r3["rate"], r4["rate"])
+
+    # Latency at a fixed offered rate, well under saturation.
+    reset(stack, 503, 700, 100, 1000000)
+    lat = run_ticketd_row(stack, "latency", "bench.shipped",
+                          ["--fresh-seed", "--event", "503", "--section", "700",
+                           "--sections", "100", "--capacity", "1000000", "-n",
+                           str(args.rate * 10), "-q", "1", "-c", "5000",
+                           "--rate", str(args.rate), "-t", "600"])
+    print("\nlatency at %d requests/s offered, 100 sections, %d requests: "
+          "p50 %s ms, p99 %s ms, max %s ms" % (args.rate, args.rate * 10,
+                                               lat["p50"], lat["p99"], lat["max"]))
+    if args.rss_flood:
+        reset(stack, 504, 800, 100, 100000000)
+        big = run_ticketd_row(stack, "rss", "bench.shipped",
+                              ["--fresh-seed", "--event", "504", "--section", "800",
+                               "--sections", "100", "--capacity", "100000000", "-n",
+                               str(args.rss_flood), "-q", "1", "-c", "20000", "-t", "3000"])
+        print("peak RSS over a %d-request flood: %.1f MB (lost %d)" %
+              (args.rss_flood, big["rss"], big["lost"]))
+    floor, shipped, kafka = results["hot"]
+    print("\nhot speed-up vs per-request: %.1fx; vs Kafka path: %.1fx" %
+          (shipped / floor, shipped / kafka))
+
+
+if __name__ == "__main__":
+    main()

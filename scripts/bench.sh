@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# bench.sh: the side-by-side throughput benchmark (`make bench`). Starts its
+# own stack under build/bench-stack, runs scripts/bench.py, stops the stack.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export STACK_DIR="$repo/build/bench-stack"
+"$repo/scripts/stack.sh" down >/dev/null 2>&1 || true
+"$repo/scripts/stack.sh" up
+trap '"$repo/scripts/stack.sh" down >/dev/null 2>&1 || true' EXIT
+/usr/bin/python3 "$repo/scripts/bench.py" "$@"
