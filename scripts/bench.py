@@ -47,7 +47,7 @@ def proc_usage(pid):
     return hwm / 1024.0, (int(parts[11]) + int(parts[12])) / ticks
 
 
-def pgbench_floor(stack, section, n, clients=16):
+def pgbench_floor(stack, event, section, n, clients=16):
     script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
     script.write(
         "BEGIN;\n"
@@ -55,14 +55,17 @@ def pgbench_floor(stack, section, n, clients=16):
         "UPDATE sections SET remaining = remaining - 1 WHERE id = %d;\n"
         "INSERT INTO bookings (event_id, section_id, quantity, customer, request_key)"
         " VALUES (%d, %d, 1, 'pgbench', 'pgbench-' || :client_id || '-' || random());\n"
-        "COMMIT;\n" % (section, section, section, section))
+        "COMMIT;\n" % (section, section, event, section))
     script.close()
     pg = dict(kv.split("=", 1) for kv in stack.pg.split())
     t0 = time.time()
-    out = subprocess.run(["pgbench", "-n", "-f", script.name, "-c", str(clients),
-                          "-j", "2", "-t", str(n // clients), "-r",
-                          "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], pg["dbname"]],
-                         capture_output=True, text=True, timeout=900).stdout
+    proc = subprocess.run(["pgbench", "-n", "-f", script.name, "-c", str(clients),
+                           "-j", "2", "-t", str(n // clients), "-r",
+                           "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], pg["dbname"]],
+                          capture_output=True, text=True, timeout=900)
+    out = proc.stdout
+    if proc.returncode != 0 or "tps = " not in out:
+        raise RuntimeError("pgbench failed:\n" + out + proc.stderr)
     seconds = time.time() - t0
     os.unlink(script.name)
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
@@ -102,13 +105,14 @@ def run_kafka_row(stack, topic, reply_topic, flood_args):
     no database: consume, produce, deliver, as ticketd does."""
     consumer = subprocess.Popen(
         ["kcat", "-C", "-b", stack.brokers, "-G", "bench-relay-" + topic, topic,
-         "-X", "fetch.wait.max.ms=10", "-u", "-q", "-f", "%s\n"],
+         "-X", "fetch.wait.max.ms=10", "-X", "auto.offset.reset=earliest",
+         "-u", "-q", "-f", "%s\n"],
         stdout=subprocess.PIPE)
     producer = subprocess.Popen(
         ["kcat", "-P", "-b", stack.brokers, "-t", reply_topic, "-X", "linger.ms=2"],
         stdin=consumer.stdout)
     consumer.stdout.close()
-    time.sleep(3)  # let the relay join its group
+    time.sleep(5)  # let the relay join its group
     try:
         f = flood(stack, topic, "--no-verify", *flood_args)
     finally:
@@ -175,7 +179,7 @@ def main():
         common = ["--fresh-seed", "-n", str(n), "-q", "1", "-c", c, "-t", "600"] + where
         rows = []
         reset(stack, event, first, count, capacity)
-        floor = pgbench_floor(stack, first, n)
+        floor = pgbench_floor(stack, event, first, n)
         rows.append(("1. one transaction per request (pgbench, 16 clients)", floor))
         r2 = run_ticketd_row(stack, "b1", "bench.b1", common, batch_max=1)
         rows.append(("2. ticketd, batch_max=1", r2))

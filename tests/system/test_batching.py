@@ -1,0 +1,79 @@
+"""Batching: many requests in one transaction, each with the outcome it
+would get alone (issue 5). Not a timing test: the section row is held
+locked so that the requests queue up and are taken as one batch."""
+
+import json
+import time
+
+import psycopg2
+
+from harness import Client, Ticketd, duplicate_executions, invariant_violations, unique
+from test_booking import book, new_event
+
+
+def batch_histogram(t):
+    status, text = t.http("/metrics")
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("ticketd_batch_size_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            counts[le] = int(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_mixed_batch_gives_each_request_its_own_outcome(stack):
+    topic = "requests-" + unique("batch")
+    stack.create_topic(topic, partitions=1)
+    t = Ticketd(stack, name="ticketd-batch", request_topic=topic,
+                group_id="batch-" + unique("g"), workers=1).start()
+    c = Client(stack, request_topic=topic)
+    try:
+        event_id, (section_id,) = new_event(c, capacity=5)
+        first = book(event_id, section_id, 2, rid=unique("b1"))
+        requests = [
+            (first, "confirmed", None, 3),
+            (book(event_id, section_id, 4), "rejected", "INSUFFICIENT_SEATS", 3),
+            (first, "confirmed", None, 3),                       # duplicate: replayed
+            (dict(first, quantity=1, request_id=first["request_id"]),
+             "rejected", "IDEMPOTENCY_CONFLICT", None),
+            (dict(book(event_id, section_id, 1), quantity=0), "invalid", "INVALID_FIELD", None),
+            (book(event_id, section_id, 3), "confirmed", None, 0),
+            (book(event_id, section_id, 1), "rejected", "INSUFFICIENT_SEATS", 0),
+            (book(event_id, 424242, 1), "rejected", "SECTION_NOT_FOUND", None),
+        ]
+        before = batch_histogram(t)
+        # Hold the section so that everything queues behind one lock.
+        conn = psycopg2.connect(stack.pg)
+        cur = conn.cursor()
+        cur.execute("SELECT 1 FROM sections WHERE id = %s FOR UPDATE", (section_id,))
+        correlations = []
+        for i, (req, _, _, _) in enumerate(requests):
+            cid = ("%s-%d" % (unique("corr"), i)).encode()
+            correlations.append(cid)
+            c.send(req, key=str(section_id), correlation=cid)
+        time.sleep(2)
+        conn.rollback()
+        conn.close()
+        for cid, (req, status, code, remaining) in zip(correlations, requests):
+            found = c.wait_for(lambda r, cid=cid: r["headers"].get("kafka_correlationId") == cid)
+            assert found, req
+            reply = found[0]["json"]
+            assert reply["status"] == status, (req, reply)
+            if code:
+                assert reply["error"]["code"] == code, (req, reply)
+            if remaining is not None:
+                assert reply["remaining"] == remaining, (req, reply)
+        # The first and its duplicate got the same booking.
+        replies = c.replies_for(first["request_id"], count=3)
+        booking_ids = {r["json"].get("booking_id") for r in replies if r["json"]["status"] == "confirmed"}
+        assert len(booking_ids) == 1
+        after = batch_histogram(t)
+        # At least one transaction carried more than one request.
+        assert after["+Inf"] - after["1"] > before["+Inf"] - before["1"], (before, after)
+        assert stack.query("SELECT remaining FROM sections WHERE id = %s", (section_id,)) == [(0,)]
+        assert stack.query("SELECT count(*), sum(quantity) FROM bookings WHERE section_id = %s",
+                           (section_id,)) == [(2, 5)]
+        assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
+    finally:
+        c.close()
+        assert t.stop() == 0
