@@ -43,6 +43,7 @@ struct options {
 	int ttl_s;
 	int quiet;
 	int expect_confirmed; /* -1: no expectation */
+	int echo; /* relay requests back as replies, no database */
 };
 
 /* One request sent: what it was, when, and what came back. */
@@ -103,7 +104,10 @@ static void usage(FILE *out)
 		"  -p, --pg CONNINFO     PostgreSQL (default $TICKETD_PG)\n"
 		"      --request-topic T (default bookings.requests)\n"
 		"      --reply-topic T   (default bookings.replies)\n"
-		"      --quiet           no progress line\n");
+		"      --quiet           no progress line\n"
+		"      --echo            no flood: relay every request back to --reply-topic\n"
+		"                        unchanged until SIGTERM (the benchmark's Kafka path\n"
+		"                        without a database)\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -140,6 +144,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "request-topic", required_argument, NULL, 'R' },
 		{ "reply-topic", required_argument, NULL, 'P' },
 		{ "quiet", no_argument, NULL, 'Q' },
+		{ "echo", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -240,6 +245,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'Q':
 			o->quiet = 1;
+			break;
+		case 'X':
+			o->echo = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -489,6 +497,57 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 	return rk;
 }
 
+/*
+ * Before the clock starts: one marker through the producer and back
+ * through the reply consumer, so that connections, the idempotent
+ * producer's id and the first fetch are not counted as request latency.
+ */
+static int warm_up(struct flood *f)
+{
+	char marker[64];
+	int64_t deadline = now_us() + 30000000;
+	rd_kafka_resp_err_t err;
+
+	/* The producer learns the request topic's partitions now, not on
+	 * the first request. */
+	{
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(
+			f->producer, f->o->request_topic, NULL);
+		const struct rd_kafka_metadata *md = NULL;
+
+		if (rd_kafka_metadata(f->producer, 0, rkt, &md, 10000) ==
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			rd_kafka_metadata_destroy(md);
+		rd_kafka_topic_destroy(rkt);
+	}
+	snprintf(marker, sizeof(marker), "{\"warm_up\":\"%s\"}", f->run_id);
+	err = rd_kafka_producev(f->producer, RD_KAFKA_V_TOPIC(f->o->reply_topic),
+				RD_KAFKA_V_PARTITION(0),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				RD_KAFKA_V_VALUE(marker, strlen(marker)),
+				RD_KAFKA_V_END);
+	if (err) {
+		fprintf(stderr, "ticket-flood: warm-up: %s\n", rd_kafka_err2str(err));
+		return -1;
+	}
+	while (now_us() < deadline && !interrupted) {
+		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(f->consumer, 50);
+		int seen = 0;
+
+		rd_kafka_poll(f->producer, 0);
+		if (!rkm)
+			continue;
+		seen = !rkm->err && rkm->len == strlen(marker) &&
+		       memcmp(rkm->payload, marker, rkm->len) == 0;
+		rd_kafka_message_destroy(rkm);
+		if (seen)
+			return 0;
+	}
+	fprintf(stderr, "ticket-flood: no round trip through %s within 30 s\n",
+		f->o->reply_topic);
+	return -1;
+}
+
 /* Assign every reply partition at its current end, so that only replies
  * to this run's requests (and later ones) are read. */
 static int assign_replies(struct flood *f)
@@ -531,7 +590,7 @@ static int assign_replies(struct flood *f)
 			rd_kafka_err2str(err));
 		goto done;
 	}
-	rc = 0;
+	rc = warm_up(f);
 done:
 	if (md)
 		rd_kafka_metadata_destroy(md);
@@ -849,6 +908,81 @@ static void print_summary(struct flood *f, double seconds)
 	       f->counts[STATUS_INVALID], seconds);
 }
 
+/*
+ * The Kafka path alone: consume requests in a group and produce each one,
+ * unchanged, to the reply topic, with the consumer and producer settings
+ * ticketd uses. Runs until SIGINT/SIGTERM.
+ */
+static int run_echo(const struct options *o)
+{
+	struct flood f = { .o = o };
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *topics;
+	rd_kafka_t *consumer;
+	char errstr[512];
+	long relayed = 0;
+
+	if (kafka_conf_set(conf, "bootstrap.servers", o->brokers, errstr,
+			   sizeof(errstr)) ||
+	    kafka_conf_set(conf, "group.id", "ticket-flood-echo", errstr,
+			   sizeof(errstr)) ||
+	    kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
+			   sizeof(errstr)) ||
+	    kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr,
+			   sizeof(errstr))) {
+		fprintf(stderr, "ticket-flood: %s\n", errstr);
+		rd_kafka_conf_destroy(conf);
+		return 2;
+	}
+	kafka_conf_set_logging(conf);
+	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (!consumer) {
+		fprintf(stderr, "ticket-flood: %s\n", errstr);
+		rd_kafka_conf_destroy(conf);
+		return 2;
+	}
+	rd_kafka_poll_set_consumer(consumer);
+	f.producer = make_client(RD_KAFKA_PRODUCER, o, &f);
+	if (!f.producer) {
+		rd_kafka_destroy(consumer);
+		return 2;
+	}
+	topics = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(topics, o->request_topic,
+					  RD_KAFKA_PARTITION_UA);
+	rd_kafka_subscribe(consumer, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	while (!interrupted) {
+		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(consumer, 100);
+
+		if (rkm && !rkm->err) {
+			rd_kafka_resp_err_t err;
+
+			do {
+				err = rd_kafka_producev(
+					f.producer,
+					RD_KAFKA_V_TOPIC(o->reply_topic),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					RD_KAFKA_V_KEY(rkm->key, rkm->key_len),
+					RD_KAFKA_V_VALUE(rkm->payload, rkm->len),
+					RD_KAFKA_V_END);
+				if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+					rd_kafka_poll(f.producer, 10);
+			} while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+			relayed++;
+		}
+		if (rkm)
+			rd_kafka_message_destroy(rkm);
+		rd_kafka_poll(f.producer, 0);
+	}
+	rd_kafka_flush(f.producer, 5000);
+	rd_kafka_consumer_close(consumer);
+	rd_kafka_destroy(consumer);
+	rd_kafka_destroy(f.producer);
+	printf("echo: %ld requests relayed\n", relayed);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
@@ -863,6 +997,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
+	if (o.echo)
+		return run_echo(&o);
 	if (!o.no_verify || o.fresh_seed) {
 		conn = db_connect(&o);
 		if (!conn)

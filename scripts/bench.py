@@ -52,10 +52,11 @@ def pgbench_floor(stack, event, section, n, clients=16):
     script.write(
         "BEGIN;\n"
         "SELECT remaining FROM sections WHERE id = %d FOR UPDATE;\n"
-        "UPDATE sections SET remaining = remaining - 1 WHERE id = %d;\n"
-        "INSERT INTO bookings (event_id, section_id, quantity, customer, request_key)"
-        " VALUES (%d, %d, 1, 'pgbench', 'pgbench-' || :client_id || '-' || random());\n"
-        "COMMIT;\n" % (section, section, event, section))
+        "WITH taken AS (UPDATE sections SET remaining = remaining - 1"
+        " WHERE id = %d AND remaining >= 1 RETURNING id)"
+        " INSERT INTO bookings (event_id, section_id, quantity, customer, request_key)"
+        " SELECT %d, id, 1, 'pgbench', 'pgbench-' || :client_id || '-' || random() FROM taken;\n"
+        "COMMIT;\n" % (section, section, event))
     script.close()
     pg = dict(kv.split("=", 1) for kv in stack.pg.split())
     t0 = time.time()
@@ -101,25 +102,19 @@ def run_ticketd_row(stack, name, topic, flood_args, **settings):
 
 
 def run_kafka_row(stack, topic, reply_topic, flood_args):
-    """The Kafka path alone: a kcat relay echoes requests to the reply topic,
-    no database: consume, produce, deliver, as ticketd does."""
-    consumer = subprocess.Popen(
-        ["kcat", "-C", "-b", stack.brokers, "-G", "bench-relay-" + topic, topic,
-         "-X", "fetch.wait.max.ms=10", "-X", "auto.offset.reset=earliest",
-         "-u", "-q", "-f", "%s\n"],
-        stdout=subprocess.PIPE)
-    producer = subprocess.Popen(
-        ["kcat", "-P", "-b", stack.brokers, "-t", reply_topic, "-X", "linger.ms=2"],
-        stdin=consumer.stdout)
-    consumer.stdout.close()
+    """The Kafka path alone: ticket-flood --echo relays each request to the
+    reply topic with librdkafka, no database: consume, produce, deliver,
+    as ticketd does."""
+    env = dict(os.environ, TICKETD_BROKERS=stack.brokers)
+    relay = subprocess.Popen([os.path.join(REPO, "ticket-flood"), "--echo",
+                              "--request-topic", topic, "--reply-topic", reply_topic],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(5)  # let the relay join its group
     try:
         f = flood(stack, topic, "--no-verify", *flood_args)
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        producer.send_signal(signal.SIGTERM)
-        consumer.wait(10)
-        producer.wait(10)
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(30)
     sent = int(f["sent"])
     return {"rate": float(f["answered"]) / float(f["seconds"]), "p50": f["p50"],
             "p99": f["p99"], "max": f["max"], "lost": sent - int(f["answered"])}
@@ -149,7 +144,7 @@ def main():
     ap.add_argument("--spread", type=int, default=20000)
     ap.add_argument("--sellout", type=int, default=50000)
     ap.add_argument("--concurrency", type=int, default=2000)
-    ap.add_argument("--rate", type=int, default=2000, help="offered rate of the latency mode")
+    ap.add_argument("--rate", type=int, default=5000, help="offered rate of the latency mode")
     ap.add_argument("--rss-flood", type=int, default=0,
                     help="also flood this many requests for the peak RSS (e.g. 1000000)")
     args = ap.parse_args()
