@@ -44,6 +44,7 @@ struct reply_producer {
 	atomic_int running;
 	pthread_mutex_t lock; /* guards retries */
 	struct retry *retries;
+	rd_kafka_topic_t *known[2]; /* reply and dead-letter topics, kept warm */
 };
 
 static void put_be32(unsigned char *out, uint32_t v)
@@ -314,6 +315,34 @@ int reply_outstanding(struct reply_producer *rp)
 	return rd_kafka_outq_len(rp->rk);
 }
 
+/*
+ * Learn the default reply topic and the dead-letter topic now, not on the
+ * first reply (which would wait a second or so for the metadata), and say
+ * so early if one of them is missing. Not fatal: the broker may be away at
+ * start-up, and replies wait for it.
+ */
+static void warm_up(struct reply_producer *rp)
+{
+	const char *names[2] = { rp->cfg->reply_topic,
+				 rp->cfg->dead_letter_topic };
+
+	for (int i = 0; i < 2; i++) {
+		const struct rd_kafka_metadata *md = NULL;
+		rd_kafka_resp_err_t err;
+
+		rp->known[i] = rd_kafka_topic_new(rp->rk, names[i], NULL);
+		if (!rp->known[i])
+			continue;
+		err = rd_kafka_metadata(rp->rk, 0, rp->known[i], &md, 5000);
+		if (!err && md->topic_cnt == 1 && md->topics[0].err)
+			err = md->topics[0].err;
+		if (err)
+			log_warn("topic %s: %s", names[i], rd_kafka_err2str(err));
+		if (md)
+			rd_kafka_metadata_destroy(md);
+	}
+}
+
 int reply_start(struct reply_producer **out, const struct config *cfg,
 		struct metrics *metrics, reply_done_fn *done, void *done_arg,
 		char *errstr, size_t errstr_size)
@@ -351,6 +380,7 @@ int reply_start(struct reply_producer **out, const struct config *cfg,
 		goto fail;
 	conf = NULL; /* rd_kafka_new owns it now */
 
+	warm_up(rp);
 	atomic_store(&rp->running, 1);
 	if (pthread_create(&rp->poller, NULL, poller_main, rp) != 0) {
 		snprintf(errstr, errstr_size, "cannot start the reply poller: %s",
@@ -362,6 +392,10 @@ int reply_start(struct reply_producer **out, const struct config *cfg,
 fail:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
+	for (int i = 0; i < 2; i++) {
+		if (rp->known[i])
+			rd_kafka_topic_destroy(rp->known[i]);
+	}
 	if (rp->rk)
 		rd_kafka_destroy(rp->rk);
 	pthread_mutex_destroy(&rp->lock);
@@ -407,6 +441,10 @@ void reply_stop(struct reply_producer *rp, int timeout_ms)
 		free(r);
 	}
 	rd_kafka_flush(rp->rk, 1000);
+	for (int i = 0; i < 2; i++) {
+		if (rp->known[i])
+			rd_kafka_topic_destroy(rp->known[i]);
+	}
 	rd_kafka_destroy(rp->rk);
 	pthread_mutex_destroy(&rp->lock);
 	free(rp);
