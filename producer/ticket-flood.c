@@ -947,6 +947,18 @@ static int run_echo(const struct options *o)
 		rd_kafka_destroy(consumer);
 		return 2;
 	}
+	/* As ticketd does at start-up: learn the reply topic now, not on
+	 * the first message. */
+	{
+		rd_kafka_topic_t *rkt =
+			rd_kafka_topic_new(f.producer, o->reply_topic, NULL);
+		const struct rd_kafka_metadata *md = NULL;
+
+		if (rd_kafka_metadata(f.producer, 0, rkt, &md, 10000) ==
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			rd_kafka_metadata_destroy(md);
+		rd_kafka_topic_destroy(rkt);
+	}
 	topics = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(topics, o->request_topic,
 					  RD_KAFKA_PARTITION_UA);

@@ -160,7 +160,8 @@ def main():
     print("ticketd benchmark, %s, %d cores, %s" % (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.cpu_count(),
         open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")))
-    for topic in ("bench.b1", "bench.shipped", "bench.kafka", "bench.replies-kafka"):
+    for topic in ("bench.b1", "bench.shipped", "bench.kafka", "bench.replies-kafka",
+                  "bench.latency", "bench.rss"):
         stack.create_topic(topic, partitions=4)
 
     results = {}
@@ -188,7 +189,7 @@ def main():
         r4 = run_kafka_row(stack, "bench.kafka", "bench.replies-kafka",
                            ["-n", str(n), "-q", "1", "-c", c, "-t", "600", "--reply-topic",
                             "bench.replies-kafka"] + where)
-        rows.append(("4. Kafka path alone (kcat relay, no database)", r4))
+        rows.append(("4. Kafka path alone (ticket-flood --echo relay, no database)", r4))
         if name == "sell-out":
             sold = stack.query("SELECT coalesce(sum(quantity), 0) FROM bookings "
                                "WHERE section_id = 600 AND status = 'confirmed'")[0][0]
@@ -203,7 +204,7 @@ def main():
     if "latency" not in chosen:
         return
     reset(stack, 503, 700, 100, 1000000)
-    lat = run_ticketd_row(stack, "latency", "bench.shipped",
+    lat = run_ticketd_row(stack, "latency", "bench.latency",
                           ["--fresh-seed", "--event", "503", "--section", "700",
                            "--sections", "100", "--capacity", "1000000", "-n",
                            str(args.rate * 10), "-q", "1", "-c", "5000",
@@ -213,7 +214,7 @@ def main():
                                                lat["p50"], lat["p99"], lat["max"]))
     if args.rss_flood:
         reset(stack, 504, 800, 100, 100000000)
-        big = run_ticketd_row(stack, "rss", "bench.shipped",
+        big = run_ticketd_row(stack, "rss", "bench.rss",
                               ["--fresh-seed", "--event", "504", "--section", "800",
                                "--sections", "100", "--capacity", "100000000", "-n",
                                str(args.rss_flood), "-q", "1", "-c", "20000", "-t", "3000"])
