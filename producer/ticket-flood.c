@@ -900,7 +900,7 @@ static void print_summary(struct flood *f, double seconds)
 	       seconds > 0 ? (double)f->answered / seconds : 0.0, seconds);
 	/* One line for scripts: key=value, stable names. */
 	printf("summary run=%s sent=%ld answered=%ld no_reply=%ld duplicate_replies=%ld "
-	       "confirmed=%ld held=%ld ok=%ld rejected=%ld invalid=%ld seconds=%.2f\n",
+	       "confirmed=%ld held=%ld ok=%ld rejected=%ld invalid=%ld seconds=%.3f\n",
 	       f->run_id, f->sent_count, f->answered,
 	       f->sent_count - f->answered, f->duplicates,
 	       f->counts[STATUS_CONFIRMED], f->counts[STATUS_HELD],
