@@ -251,23 +251,41 @@ static const char *arg(struct MHD_Connection *conn, const char *name)
 	return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/*
+ * Read the page parameters after= (a cursor: the last id seen) and limit=
+ * into text for the query. 0, or -1 with the 400 answer queued in *ret.
+ */
+static int read_page(struct http_server *http, struct MHD_Connection *conn,
+		     char *after, char *limit_text, enum MHD_Result *ret)
+{
+	int64_t after_id = 0;
+	int limit;
+
+	if (arg(conn, "after") && http_parse_id(arg(conn, "after"), &after_id)) {
+		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
+				     "after must be a positive integer id");
+		return -1;
+	}
+	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
+			     http->cfg->http_max_limit, &limit) != 0) {
+		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
+				     "limit must be an integer from 1 to the configured maximum");
+		return -1;
+	}
+	snprintf(after, 24, "%" PRId64, after_id);
+	snprintf(limit_text, 24, "%d", limit);
+	return 0;
+}
+
 static enum MHD_Result serve_events(struct http_server *http,
 				    struct MHD_Connection *conn)
 {
 	char after[24], limit_text[24];
 	const char *params[2] = { after, limit_text };
-	int64_t after_id = 0;
-	int limit;
+	enum MHD_Result ret;
 
-	if (arg(conn, "after") && http_parse_id(arg(conn, "after"), &after_id))
-		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
-				     "after must be a positive integer id");
-	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
-			     http->cfg->http_max_limit, &limit) != 0)
-		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
-				     "limit must be an integer from 1 to the configured maximum");
-	snprintf(after, sizeof(after), "%" PRId64, after_id);
-	snprintf(limit_text, sizeof(limit_text), "%d", limit);
+	if (read_page(http, conn, after, limit_text, &ret) != 0)
+		return ret;
 	return respond_view(http, conn, STORE_VIEW_EVENTS, params, "");
 }
 
@@ -277,8 +295,8 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 	char event[24], section[24], after[24], limit_text[24];
 	const char *customer = arg(conn, "customer");
 	const char *params[5] = { NULL, NULL, customer, after, limit_text };
-	int64_t v = 0, after_id = 0;
-	int limit;
+	enum MHD_Result ret;
+	int64_t v = 0;
 
 	if (arg(conn, "event_id")) {
 		if (http_parse_id(arg(conn, "event_id"), &v) != 0)
@@ -299,15 +317,8 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 	if (customer && (strlen(customer) < 1 || strlen(customer) > 254))
 		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CUSTOMER",
 				     "customer must be 1 to 254 characters");
-	if (arg(conn, "after") && http_parse_id(arg(conn, "after"), &after_id))
-		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
-				     "after must be a positive integer id");
-	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
-			     http->cfg->http_max_limit, &limit) != 0)
-		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
-				     "limit must be an integer from 1 to the configured maximum");
-	snprintf(after, sizeof(after), "%" PRId64, after_id);
-	snprintf(limit_text, sizeof(limit_text), "%d", limit);
+	if (read_page(http, conn, after, limit_text, &ret) != 0)
+		return ret;
 	return respond_view(http, conn, STORE_VIEW_BOOKINGS, params, "");
 }
 
