@@ -144,11 +144,17 @@ fuzz: $(addprefix build-fuzz/fuzz_,$(FUZZ_TARGETS)) ## run each fuzzer for FUZZ_
 		test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
-format: ## reformat the C sources
-	clang-format -i src/*.[ch] producer/*.c tests/unit/*.c
+C_SOURCES = src/*.[ch] producer/*.c tests/unit/*.c tests/fuzz/*.c tests/tsan_thrd_shim.c
+HAVE_CLANG_FORMAT = command -v clang-format >/dev/null || \
+	{ echo "clang-format is missing: apt-get install clang-format" >&2; exit 1; }
+
+format: ## reformat the C sources (.clang-format)
+	@$(HAVE_CLANG_FORMAT)
+	clang-format -i $(C_SOURCES)
 
 format-check: ## fail when a C source is not formatted
-	clang-format --dry-run --Werror src/*.[ch] producer/*.c tests/unit/*.c
+	@$(HAVE_CLANG_FORMAT)
+	clang-format --dry-run --Werror $(C_SOURCES)
 
 install: all ## install binaries, config and systemd unit (PREFIX, DESTDIR)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ticketd \

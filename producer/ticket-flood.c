@@ -43,7 +43,7 @@ struct options {
 	int ttl_s;
 	int quiet;
 	int expect_confirmed; /* -1: no expectation */
-	int echo; /* relay requests back as replies, no database */
+	int echo;	      /* relay requests back as replies, no database */
 };
 
 /* One request sent: what it was, when, and what came back. */
@@ -76,38 +76,53 @@ static int64_t now_us(void)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: ticket-flood [options]\n"
-		"\n"
-		"Sends book requests to ticketd through Kafka, waits for every reply,\n"
-		"then checks the sections in PostgreSQL. Exits 1 on an oversell, a\n"
-		"broken invariant or a missing reply; 2 on bad usage or setup.\n"
-		"\n"
-		"  -n, --count N         requests to send (default 10)\n"
-		"  -q, --quantity N      seats per request (default 5)\n"
-		"  -e, --event ID        event id (default 99)\n"
-		"  -s, --section ID      section id (default 100)\n"
-		"      --sections N      spread over N sections from --section on (default 1)\n"
-		"  -c, --concurrency N   requests in flight at once (default 10)\n"
-		"  -r, --rate N          offer N requests per second (default: no limit)\n"
-		"      --mix PERCENT     PERCENT of requests are holds; each hold is then\n"
-		"                        confirmed or released, and some bookings cancelled\n"
-		"      --ttl SECONDS     ttl_s of the holds (default 30)\n"
-		"      --fresh-seed      reset the section(s) first: no bookings, no holds,\n"
-		"                        remaining = capacity (creating them if missing)\n"
-		"      --capacity N      capacity for --fresh-seed (default 5)\n"
-		"      --expect-confirmed N  exit 1 unless exactly N requests were confirmed\n"
-		"      --verify          only check the invariant of every section, send nothing\n"
-		"      --no-verify       skip the database check (Kafka path only)\n"
-		"  -t, --timeout S       seconds to wait for the replies (default 60)\n"
-		"  -b, --brokers LIST    Kafka brokers (default $TICKETD_BROKERS)\n"
-		"  -p, --pg CONNINFO     PostgreSQL (default $TICKETD_PG)\n"
-		"      --request-topic T (default bookings.requests)\n"
-		"      --reply-topic T   (default bookings.replies)\n"
-		"      --quiet           no progress line\n"
-		"      --echo            no flood: relay every request back to --reply-topic\n"
-		"                        unchanged until SIGTERM (the benchmark's Kafka path\n"
-		"                        without a database)\n");
+	fprintf(
+	    out,
+	    "usage: ticket-flood [options]\n"
+	    "\n"
+	    "Sends book requests to ticketd through Kafka, waits for every "
+	    "reply,\n"
+	    "then checks the sections in PostgreSQL. Exits 1 on an oversell, "
+	    "a\n"
+	    "broken invariant or a missing reply; 2 on bad usage or setup.\n"
+	    "\n"
+	    "  -n, --count N         requests to send (default 10)\n"
+	    "  -q, --quantity N      seats per request (default 5)\n"
+	    "  -e, --event ID        event id (default 99)\n"
+	    "  -s, --section ID      section id (default 100)\n"
+	    "      --sections N      spread over N sections from --section on "
+	    "(default 1)\n"
+	    "  -c, --concurrency N   requests in flight at once (default 10)\n"
+	    "  -r, --rate N          offer N requests per second (default: no "
+	    "limit)\n"
+	    "      --mix PERCENT     PERCENT of requests are holds; each hold "
+	    "is then\n"
+	    "                        confirmed or released, and some bookings "
+	    "cancelled\n"
+	    "      --ttl SECONDS     ttl_s of the holds (default 30)\n"
+	    "      --fresh-seed      reset the section(s) first: no bookings, "
+	    "no holds,\n"
+	    "                        remaining = capacity (creating them if "
+	    "missing)\n"
+	    "      --capacity N      capacity for --fresh-seed (default 5)\n"
+	    "      --expect-confirmed N  exit 1 unless exactly N requests were "
+	    "confirmed\n"
+	    "      --verify          only check the invariant of every "
+	    "section, send nothing\n"
+	    "      --no-verify       skip the database check (Kafka path "
+	    "only)\n"
+	    "  -t, --timeout S       seconds to wait for the replies (default "
+	    "60)\n"
+	    "  -b, --brokers LIST    Kafka brokers (default $TICKETD_BROKERS)\n"
+	    "  -p, --pg CONNINFO     PostgreSQL (default $TICKETD_PG)\n"
+	    "      --request-topic T (default bookings.requests)\n"
+	    "      --reply-topic T   (default bookings.replies)\n"
+	    "      --quiet           no progress line\n"
+	    "      --echo            no flood: relay every request back to "
+	    "--reply-topic\n"
+	    "                        unchanged until SIGTERM (the benchmark's "
+	    "Kafka path\n"
+	    "                        without a database)\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -124,48 +139,48 @@ static int parse_long(const char *s, long min, long max, long *out)
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{ "count", required_argument, NULL, 'n' },
-		{ "quantity", required_argument, NULL, 'q' },
-		{ "event", required_argument, NULL, 'e' },
-		{ "section", required_argument, NULL, 's' },
-		{ "sections", required_argument, NULL, 'S' },
-		{ "concurrency", required_argument, NULL, 'c' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "mix", required_argument, NULL, 'm' },
-		{ "ttl", required_argument, NULL, 'T' },
-		{ "fresh-seed", no_argument, NULL, 'F' },
-		{ "capacity", required_argument, NULL, 'C' },
-		{ "expect-confirmed", required_argument, NULL, 'E' },
-		{ "verify", no_argument, NULL, 'v' },
-		{ "no-verify", no_argument, NULL, 'N' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "brokers", required_argument, NULL, 'b' },
-		{ "pg", required_argument, NULL, 'p' },
-		{ "request-topic", required_argument, NULL, 'R' },
-		{ "reply-topic", required_argument, NULL, 'P' },
-		{ "quiet", no_argument, NULL, 'Q' },
-		{ "echo", no_argument, NULL, 'X' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"count", required_argument, NULL, 'n'},
+	    {"quantity", required_argument, NULL, 'q'},
+	    {"event", required_argument, NULL, 'e'},
+	    {"section", required_argument, NULL, 's'},
+	    {"sections", required_argument, NULL, 'S'},
+	    {"concurrency", required_argument, NULL, 'c'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"mix", required_argument, NULL, 'm'},
+	    {"ttl", required_argument, NULL, 'T'},
+	    {"fresh-seed", no_argument, NULL, 'F'},
+	    {"capacity", required_argument, NULL, 'C'},
+	    {"expect-confirmed", required_argument, NULL, 'E'},
+	    {"verify", no_argument, NULL, 'v'},
+	    {"no-verify", no_argument, NULL, 'N'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"brokers", required_argument, NULL, 'b'},
+	    {"pg", required_argument, NULL, 'p'},
+	    {"request-topic", required_argument, NULL, 'R'},
+	    {"reply-topic", required_argument, NULL, 'P'},
+	    {"quiet", no_argument, NULL, 'Q'},
+	    {"echo", no_argument, NULL, 'X'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	long v;
 	int opt;
 
 	*o = (struct options){
-		.brokers = getenv("TICKETD_BROKERS"),
-		.pg = getenv("TICKETD_PG"),
-		.request_topic = "bookings.requests",
-		.reply_topic = "bookings.replies",
-		.count = 10,
-		.quantity = 5,
-		.event_id = 99,
-		.section_id = 100,
-		.sections = 1,
-		.concurrency = 10,
-		.timeout_s = 60,
-		.capacity = 5,
-		.ttl_s = 30,
-		.expect_confirmed = -1,
+	    .brokers = getenv("TICKETD_BROKERS"),
+	    .pg = getenv("TICKETD_PG"),
+	    .request_topic = "bookings.requests",
+	    .reply_topic = "bookings.replies",
+	    .count = 10,
+	    .quantity = 5,
+	    .event_id = 99,
+	    .section_id = 100,
+	    .sections = 1,
+	    .concurrency = 10,
+	    .timeout_s = 60,
+	    .capacity = 5,
+	    .ttl_s = 30,
+	    .expect_confirmed = -1,
 	};
 	if (!o->brokers)
 		o->brokers = "127.0.0.1:9092";
@@ -257,7 +272,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			return -1;
 		}
 		if (bad) {
-			fprintf(stderr, "ticket-flood: bad value for --%s: %s\n",
+			fprintf(stderr,
+				"ticket-flood: bad value for --%s: %s\n",
 				longopts[0].name ? "option" : "", optarg);
 			usage(stderr);
 			return -1;
@@ -277,7 +293,8 @@ static PGconn *db_connect(const struct options *o)
 	PGconn *conn = PQconnectdb(o->pg);
 
 	if (PQstatus(conn) != CONNECTION_OK) {
-		fprintf(stderr, "ticket-flood: cannot connect to PostgreSQL: %s",
+		fprintf(stderr,
+			"ticket-flood: cannot connect to PostgreSQL: %s",
 			PQerrorMessage(conn));
 		PQfinish(conn);
 		return NULL;
@@ -288,8 +305,8 @@ static PGconn *db_connect(const struct options *o)
 static int db_exec(PGconn *conn, const char *sql, int nparams,
 		   const char *const *params)
 {
-	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL,
-				     NULL, 0);
+	PGresult *res =
+	    PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	int ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
 		 PQresultStatus(res) == PGRES_TUPLES_OK;
 
@@ -303,7 +320,7 @@ static int db_exec(PGconn *conn, const char *sql, int nparams,
 static int fresh_seed(PGconn *conn, const struct options *o)
 {
 	char event[24], first[24], last[24], capacity[24];
-	const char *params[4] = { event, first, last, capacity };
+	const char *params[4] = {event, first, last, capacity};
 
 	snprintf(event, sizeof(event), "%" PRId64, o->event_id);
 	snprintf(first, sizeof(first), "%" PRId64, o->section_id);
@@ -312,17 +329,21 @@ static int fresh_seed(PGconn *conn, const struct options *o)
 	snprintf(capacity, sizeof(capacity), "%d", o->capacity);
 	if (db_exec(conn, "BEGIN", 0, NULL) != 0 ||
 	    db_exec(conn,
-		    "INSERT INTO events (id, name) VALUES ($1::bigint, 'ticket-flood event ' || $1) "
+		    "INSERT INTO events (id, name) VALUES ($1::bigint, "
+		    "'ticket-flood event ' || $1) "
 		    "ON CONFLICT (id) DO NOTHING",
 		    1, params) != 0 ||
 	    db_exec(conn,
-		    "DELETE FROM bookings WHERE section_id BETWEEN $1::bigint AND $2::bigint",
+		    "DELETE FROM bookings WHERE section_id BETWEEN $1::bigint "
+		    "AND $2::bigint",
 		    2, params + 1) != 0 ||
 	    db_exec(conn,
-		    "DELETE FROM holds WHERE section_id BETWEEN $1::bigint AND $2::bigint",
+		    "DELETE FROM holds WHERE section_id BETWEEN $1::bigint AND "
+		    "$2::bigint",
 		    2, params + 1) != 0 ||
 	    db_exec(conn,
-		    "INSERT INTO sections (id, event_id, name, capacity, remaining) "
+		    "INSERT INTO sections (id, event_id, name, capacity, "
+		    "remaining) "
 		    "SELECT s, $1::bigint, 'section ' || s, $4::int, $4::int "
 		    "FROM generate_series($2::bigint, $3::bigint) s "
 		    "ON CONFLICT (id) DO UPDATE SET event_id = $1::bigint, "
@@ -341,7 +362,7 @@ static int fresh_seed(PGconn *conn, const struct options *o)
 static int verify(PGconn *conn, const struct options *o, int all_sections)
 {
 	char first[24], last[24];
-	const char *params[2] = { first, last };
+	const char *params[2] = {first, last};
 	PGresult *res;
 	int problems = 0;
 
@@ -349,11 +370,12 @@ static int verify(PGconn *conn, const struct options *o, int all_sections)
 		 all_sections ? 0 : o->section_id);
 	snprintf(last, sizeof(last), "%" PRId64,
 		 all_sections ? INT64_MAX : o->section_id + o->sections - 1);
-	res = PQexecParams(conn,
-			   "SELECT section_id, capacity, remaining, booked, held "
-			   "FROM section_invariant WHERE NOT ok "
-			   "AND section_id BETWEEN $1::bigint AND $2::bigint",
-			   2, NULL, params, NULL, NULL, 0);
+	res =
+	    PQexecParams(conn,
+			 "SELECT section_id, capacity, remaining, booked, held "
+			 "FROM section_invariant WHERE NOT ok "
+			 "AND section_id BETWEEN $1::bigint AND $2::bigint",
+			 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "ticket-flood: invariant query: %s",
 			PQerrorMessage(conn));
@@ -361,7 +383,8 @@ static int verify(PGconn *conn, const struct options *o, int all_sections)
 		return -1;
 	}
 	for (int r = 0; r < PQntuples(res); r++) {
-		printf("INVARIANT BROKEN: section %s capacity %s remaining %s booked %s held %s\n",
+		printf("INVARIANT BROKEN: section %s capacity %s remaining %s "
+		       "booked %s held %s\n",
 		       PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
 		       PQgetvalue(res, r, 2), PQgetvalue(res, r, 3),
 		       PQgetvalue(res, r, 4));
@@ -392,18 +415,19 @@ static int section_totals(PGconn *conn, const struct options *o,
 			  long long *booked, long long *held)
 {
 	char first[24], last[24];
-	const char *params[2] = { first, last };
+	const char *params[2] = {first, last};
 	PGresult *res;
 
 	snprintf(first, sizeof(first), "%" PRId64, o->section_id);
 	snprintf(last, sizeof(last), "%" PRId64,
 		 o->section_id + o->sections - 1);
-	res = PQexecParams(conn,
-			   "SELECT coalesce(sum(capacity), 0), coalesce(sum(remaining), 0), "
-			   "coalesce(sum(booked), 0), coalesce(sum(held), 0) "
-			   "FROM section_invariant "
-			   "WHERE section_id BETWEEN $1::bigint AND $2::bigint",
-			   2, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(
+	    conn,
+	    "SELECT coalesce(sum(capacity), 0), coalesce(sum(remaining), 0), "
+	    "coalesce(sum(booked), 0), coalesce(sum(held), 0) "
+	    "FROM section_invariant "
+	    "WHERE section_id BETWEEN $1::bigint AND $2::bigint",
+	    2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "ticket-flood: %s", PQerrorMessage(conn));
 		PQclear(res);
@@ -425,12 +449,12 @@ struct flood {
 	rd_kafka_t *consumer;
 	char run_id[32];
 	struct sent *sent;
-	long sent_count;     /* requests produced */
-	long capacity;	     /* of sent[] */
-	long answered;	     /* requests with at least one reply */
-	long duplicates;     /* extra replies */
+	long sent_count; /* requests produced */
+	long capacity;	 /* of sent[] */
+	long answered;	 /* requests with at least one reply */
+	long duplicates; /* extra replies */
 	long produce_errors;
-	long follow_ups;     /* confirm/release/cancel queued */
+	long follow_ups;      /* confirm/release/cancel queued */
 	int64_t *pending_ids; /* follow-ups to send: hold or booking ids */
 	enum request_type *pending_types;
 	long pending_count;
@@ -469,8 +493,8 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 	if (type == RD_KAFKA_PRODUCER) {
 		bad |= kafka_conf_set(conf, "linger.ms", "1", errstr,
 				      sizeof(errstr));
-		bad |= kafka_conf_set(conf, "acks", "all", errstr,
-				      sizeof(errstr));
+		bad |=
+		    kafka_conf_set(conf, "acks", "all", errstr, sizeof(errstr));
 		bad |= kafka_conf_set(conf, "enable.idempotence", "true",
 				      errstr, sizeof(errstr));
 		rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -511,8 +535,8 @@ static int warm_up(struct flood *f)
 	/* The producer learns the request topic's partitions now, not on
 	 * the first request. */
 	{
-		rd_kafka_topic_t *rkt = rd_kafka_topic_new(
-			f->producer, f->o->request_topic, NULL);
+		rd_kafka_topic_t *rkt =
+		    rd_kafka_topic_new(f->producer, f->o->request_topic, NULL);
 		const struct rd_kafka_metadata *md = NULL;
 
 		if (rd_kafka_metadata(f->producer, 0, rkt, &md, 10000) ==
@@ -521,17 +545,18 @@ static int warm_up(struct flood *f)
 		rd_kafka_topic_destroy(rkt);
 	}
 	snprintf(marker, sizeof(marker), "{\"warm_up\":\"%s\"}", f->run_id);
-	err = rd_kafka_producev(f->producer, RD_KAFKA_V_TOPIC(f->o->reply_topic),
-				RD_KAFKA_V_PARTITION(0),
-				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				RD_KAFKA_V_VALUE(marker, strlen(marker)),
-				RD_KAFKA_V_END);
+	err = rd_kafka_producev(
+	    f->producer, RD_KAFKA_V_TOPIC(f->o->reply_topic),
+	    RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_VALUE(marker, strlen(marker)), RD_KAFKA_V_END);
 	if (err) {
-		fprintf(stderr, "ticket-flood: warm-up: %s\n", rd_kafka_err2str(err));
+		fprintf(stderr, "ticket-flood: warm-up: %s\n",
+			rd_kafka_err2str(err));
 		return -1;
 	}
 	while (now_us() < deadline && !interrupted) {
-		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(f->consumer, 50);
+		rd_kafka_message_t *rkm =
+		    rd_kafka_consumer_poll(f->consumer, 50);
 		int seen = 0;
 
 		rd_kafka_poll(f->producer, 0);
@@ -553,15 +578,16 @@ static int warm_up(struct flood *f)
 static int assign_replies(struct flood *f)
 {
 	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_topic_t *rkt = rd_kafka_topic_new(f->consumer,
-						   f->o->reply_topic, NULL);
+	rd_kafka_topic_t *rkt =
+	    rd_kafka_topic_new(f->consumer, f->o->reply_topic, NULL);
 	rd_kafka_topic_partition_list_t *parts;
 	rd_kafka_resp_err_t err;
 	int rc = -1;
 
 	err = rd_kafka_metadata(f->consumer, 0, rkt, &md, 10000);
 	if (err || md->topic_cnt != 1 || md->topics[0].err) {
-		fprintf(stderr, "ticket-flood: cannot read topic %s from %s: %s\n",
+		fprintf(stderr,
+			"ticket-flood: cannot read topic %s from %s: %s\n",
 			f->o->reply_topic, f->o->brokers,
 			rd_kafka_err2str(err ? err : md->topics[0].err));
 		goto done;
@@ -571,17 +597,17 @@ static int assign_replies(struct flood *f)
 		int64_t low, high;
 
 		err = rd_kafka_query_watermark_offsets(
-			f->consumer, f->o->reply_topic,
-			md->topics[0].partitions[i].id, &low, &high, 10000);
+		    f->consumer, f->o->reply_topic,
+		    md->topics[0].partitions[i].id, &low, &high, 10000);
 		if (err) {
 			fprintf(stderr, "ticket-flood: watermarks of %s: %s\n",
 				f->o->reply_topic, rd_kafka_err2str(err));
 			rd_kafka_topic_partition_list_destroy(parts);
 			goto done;
 		}
-		rd_kafka_topic_partition_list_add(parts, f->o->reply_topic,
-						  md->topics[0].partitions[i].id)
-			->offset = high;
+		rd_kafka_topic_partition_list_add(
+		    parts, f->o->reply_topic, md->topics[0].partitions[i].id)
+		    ->offset = high;
 	}
 	err = rd_kafka_assign(f->consumer, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
@@ -631,24 +657,24 @@ static int produce_request(struct flood *f, enum request_type type,
 	switch (type) {
 	case REQUEST_BOOK:
 	case REQUEST_HOLD:
-		len = snprintf(body, sizeof(body),
-			       "{\"type\":\"%s\",\"request_id\":\"%s\","
-			       "\"event_id\":%" PRId64 ",\"section_id\":%" PRId64
-			       ",\"quantity\":%d,\"customer\":\"flood-%ld@example.com\"%s",
-			       request_type_name(type), request_id, o->event_id,
-			       section, o->quantity, n % 1000,
-			       type == REQUEST_HOLD ? "" : "}");
+		len = snprintf(
+		    body, sizeof(body),
+		    "{\"type\":\"%s\",\"request_id\":\"%s\","
+		    "\"event_id\":%" PRId64 ",\"section_id\":%" PRId64
+		    ",\"quantity\":%d,\"customer\":\"flood-%ld@example.com\"%s",
+		    request_type_name(type), request_id, o->event_id, section,
+		    o->quantity, n % 1000, type == REQUEST_HOLD ? "" : "}");
 		if (type == REQUEST_HOLD)
 			len += snprintf(body + len, sizeof(body) - (size_t)len,
 					",\"ttl_s\":%d}", o->ttl_s);
 		break;
 	default:
-		len = snprintf(body, sizeof(body),
-			       "{\"type\":\"%s\",\"request_id\":\"%s\",\"%s\":%" PRId64
-			       "}",
-			       request_type_name(type), request_id,
-			       type == REQUEST_CANCEL ? "booking_id" : "hold_id",
-			       ref_id);
+		len = snprintf(
+		    body, sizeof(body),
+		    "{\"type\":\"%s\",\"request_id\":\"%s\",\"%s\":%" PRId64
+		    "}",
+		    request_type_name(type), request_id,
+		    type == REQUEST_CANCEL ? "booking_id" : "hold_id", ref_id);
 		section = 0; /* unknown here: keyed by nothing */
 		break;
 	}
@@ -659,12 +685,12 @@ static int produce_request(struct flood *f, enum request_type type,
 	rd_kafka_header_add(hdrs, "kafka_correlationId", -1, request_id, -1);
 	for (;;) {
 		err = rd_kafka_producev(
-			f->producer, RD_KAFKA_V_TOPIC(o->request_topic),
-			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			RD_KAFKA_V_KEY(section ? key : NULL,
-				       section ? strlen(key) : 0),
-			RD_KAFKA_V_VALUE(body, (size_t)len),
-			RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+		    f->producer, RD_KAFKA_V_TOPIC(o->request_topic),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_KEY(section ? key : NULL,
+				   section ? strlen(key) : 0),
+		    RD_KAFKA_V_VALUE(body, (size_t)len),
+		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
 		rd_kafka_poll(f->producer, 10);
@@ -687,7 +713,8 @@ static void queue_follow_up(struct flood *f, enum request_type type, int64_t id)
 {
 	if (f->pending_count == f->pending_cap) {
 		long cap = f->pending_cap ? f->pending_cap * 2 : 256;
-		int64_t *ids = realloc(f->pending_ids, (size_t)cap * sizeof(*ids));
+		int64_t *ids =
+		    realloc(f->pending_ids, (size_t)cap * sizeof(*ids));
 		enum request_type *types;
 
 		if (!ids)
@@ -741,22 +768,24 @@ static void handle_reply(struct flood *f, const rd_kafka_message_t *rkm)
 	f->answered++;
 	s->answered_us = now_us();
 	for (int i = 0; i < STATUS_COUNT; i++) {
-		if (strcmp(status, reply_status_name((enum reply_status)i)) == 0)
+		if (strcmp(status, reply_status_name((enum reply_status)i)) ==
+		    0)
 			s->status = (enum reply_status)i;
 	}
 	f->counts[s->status]++;
 	if (s->status == STATUS_REJECTED || s->status == STATUS_INVALID) {
 		json_t *error = json_object_get(root, "error");
-		const char *code = json_string_value(json_object_get(error, "code"));
+		const char *code =
+		    json_string_value(json_object_get(error, "code"));
 
 		snprintf(s->error, sizeof(s->error), "%s", code ? code : "?");
 		if (f->sample_count < 5)
-			snprintf(f->samples[f->sample_count++],
-				 sizeof(f->samples[0]), "%s %s: %s", rid,
-				 code ? code : "?",
-				 json_string_value(json_object_get(error,
-								   "message")) ?:
-					 "");
+			snprintf(
+			    f->samples[f->sample_count++],
+			    sizeof(f->samples[0]), "%s %s: %s", rid,
+			    code ? code : "?",
+			    json_string_value(json_object_get(error, "message"))
+				?: "");
 	}
 	if (s->status == STATUS_CONFIRMED)
 		f->seats_confirmed += s->quantity;
@@ -764,13 +793,14 @@ static void handle_reply(struct flood *f, const rd_kafka_message_t *rkm)
 		json_int_t id;
 
 		if (s->status == STATUS_HELD) {
-			id = json_integer_value(json_object_get(root, "hold_id"));
+			id = json_integer_value(
+			    json_object_get(root, "hold_id"));
 			/* two in three holds are paid for, the rest let go */
-			queue_follow_up(f, n % 3 ? REQUEST_CONFIRM : REQUEST_RELEASE,
-					id);
+			queue_follow_up(
+			    f, n % 3 ? REQUEST_CONFIRM : REQUEST_RELEASE, id);
 		} else if (s->status == STATUS_CONFIRMED && n % 5 == 0) {
 			id = json_integer_value(
-				json_object_get(root, "booking_id"));
+			    json_object_get(root, "booking_id"));
 			queue_follow_up(f, REQUEST_CANCEL, id);
 		}
 	}
@@ -814,24 +844,25 @@ static int run_flood(struct flood *f)
 		       (to_send_base < base || f->pending_count > 0)) {
 			if (o->rate > 0 &&
 			    (double)f->sent_count >
-				    (double)(now - f->started_us) / 1e6 * o->rate)
+				(double)(now - f->started_us) / 1e6 * o->rate)
 				break;
 			if (f->pending_count > 0) {
 				f->pending_count--;
 				if (produce_request(
-					    f, f->pending_types[f->pending_count],
-					    f->pending_ids[f->pending_count]) != 0)
+					f, f->pending_types[f->pending_count],
+					f->pending_ids[f->pending_count]) != 0)
 					return -1;
 			} else {
-				int hold = o->mix &&
-					   (to_send_base * 100 / (base ? base : 1)) %
-							   100 <
-						   o->mix &&
-					   (to_send_base % 100) < o->mix;
+				int hold =
+				    o->mix &&
+				    (to_send_base * 100 / (base ? base : 1)) %
+					    100 <
+					o->mix &&
+				    (to_send_base % 100) < o->mix;
 
-				if (produce_request(f, hold ? REQUEST_HOLD :
-							      REQUEST_BOOK,
-						    0) != 0)
+				if (produce_request(
+					f, hold ? REQUEST_HOLD : REQUEST_BOOK,
+					0) != 0)
 					return -1;
 				to_send_base++;
 			}
@@ -840,7 +871,7 @@ static int run_flood(struct flood *f)
 		rd_kafka_poll(f->producer, 0);
 		for (int i = 0; i < 1000; i++) {
 			rd_kafka_message_t *rkm =
-				rd_kafka_consumer_poll(f->consumer, i ? 0 : 5);
+			    rd_kafka_consumer_poll(f->consumer, i ? 0 : 5);
 
 			if (!rkm)
 				break;
@@ -884,12 +915,13 @@ static void print_summary(struct flood *f, double seconds)
 	if (lat) {
 		for (long i = 0; i < f->sent_count; i++) {
 			if (f->sent[i].answers)
-				lat[n++] = f->sent[i].answered_us -
-					   f->sent[i].sent_us;
+				lat[n++] =
+				    f->sent[i].answered_us - f->sent[i].sent_us;
 		}
 		qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
 		if (n > 0)
-			printf("  latency ms   p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n",
+			printf("  latency ms   p50 %.1f  p90 %.1f  p99 %.1f  "
+			       "max %.1f\n",
 			       (double)lat[n / 2] / 1000.0,
 			       (double)lat[(long)((double)n * 0.90)] / 1000.0,
 			       (double)lat[(long)((double)n * 0.99)] / 1000.0,
@@ -899,8 +931,10 @@ static void print_summary(struct flood *f, double seconds)
 	printf("  throughput   %.0f replies/s over %.2fs\n",
 	       seconds > 0 ? (double)f->answered / seconds : 0.0, seconds);
 	/* One line for scripts: key=value, stable names. */
-	printf("summary run=%s sent=%ld answered=%ld no_reply=%ld duplicate_replies=%ld "
-	       "confirmed=%ld held=%ld ok=%ld rejected=%ld invalid=%ld seconds=%.3f\n",
+	printf("summary run=%s sent=%ld answered=%ld no_reply=%ld "
+	       "duplicate_replies=%ld "
+	       "confirmed=%ld held=%ld ok=%ld rejected=%ld invalid=%ld "
+	       "seconds=%.3f\n",
 	       f->run_id, f->sent_count, f->answered,
 	       f->sent_count - f->answered, f->duplicates,
 	       f->counts[STATUS_CONFIRMED], f->counts[STATUS_HELD],
@@ -915,7 +949,7 @@ static void print_summary(struct flood *f, double seconds)
  */
 static int run_echo(const struct options *o)
 {
-	struct flood f = { .o = o };
+	struct flood f = {.o = o};
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_topic_partition_list_t *topics;
 	rd_kafka_t *consumer;
@@ -935,7 +969,8 @@ static int run_echo(const struct options *o)
 		return 2;
 	}
 	kafka_conf_set_logging(conf);
-	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	consumer =
+	    rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (!consumer) {
 		fprintf(stderr, "ticket-flood: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);
@@ -951,7 +986,7 @@ static int run_echo(const struct options *o)
 	 * the first message. */
 	{
 		rd_kafka_topic_t *rkt =
-			rd_kafka_topic_new(f.producer, o->reply_topic, NULL);
+		    rd_kafka_topic_new(f.producer, o->reply_topic, NULL);
 		const struct rd_kafka_metadata *md = NULL;
 
 		if (rd_kafka_metadata(f.producer, 0, rkt, &md, 10000) ==
@@ -972,12 +1007,12 @@ static int run_echo(const struct options *o)
 
 			do {
 				err = rd_kafka_producev(
-					f.producer,
-					RD_KAFKA_V_TOPIC(o->reply_topic),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					RD_KAFKA_V_KEY(rkm->key, rkm->key_len),
-					RD_KAFKA_V_VALUE(rkm->payload, rkm->len),
-					RD_KAFKA_V_END);
+				    f.producer,
+				    RD_KAFKA_V_TOPIC(o->reply_topic),
+				    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				    RD_KAFKA_V_KEY(rkm->key, rkm->key_len),
+				    RD_KAFKA_V_VALUE(rkm->payload, rkm->len),
+				    RD_KAFKA_V_END);
 				if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 					rd_kafka_poll(f.producer, 10);
 			} while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
@@ -1021,7 +1056,8 @@ int main(int argc, char **argv)
 
 		PQfinish(conn);
 		if (problems == 0)
-			printf("invariant ok: every section, every request at most once\n");
+			printf("invariant ok: every section, every request at "
+			       "most once\n");
 		return problems == 0 ? 0 : 1;
 	}
 	if (o.fresh_seed && fresh_seed(conn, &o) != 0) {
@@ -1049,7 +1085,8 @@ int main(int argc, char **argv)
 	print_summary(&f, seconds);
 
 	if (f.answered < f.sent_count) {
-		printf("MISSING REPLIES: %ld of %ld requests got no reply within %ds\n",
+		printf("MISSING REPLIES: %ld of %ld requests got no reply "
+		       "within %ds\n",
 		       f.sent_count - f.answered, f.sent_count, o.timeout_s);
 		rc = 1;
 	}
@@ -1072,14 +1109,17 @@ int main(int argc, char **argv)
 				   &held) != 0) {
 			rc = 1;
 		} else {
-			printf("  section(s)   capacity %lld, remaining %lld, booked %lld, held %lld\n",
+			printf("  section(s)   capacity %lld, remaining %lld, "
+			       "booked %lld, held %lld\n",
 			       capacity, remaining, booked, held);
-			printf("  this run     %lld seats confirmed by book replies\n",
+			printf("  this run     %lld seats confirmed by book "
+			       "replies\n",
 			       f.seats_confirmed);
 			if (booked > capacity || remaining < 0 ||
 			    (o.fresh_seed && !o.mix &&
 			     f.seats_confirmed != booked)) {
-				printf("OVERSOLD or inconsistent: %lld seats booked, capacity %lld\n",
+				printf("OVERSOLD or inconsistent: %lld seats "
+				       "booked, capacity %lld\n",
 				       booked, capacity);
 				rc = 1;
 			} else {

@@ -1,4 +1,5 @@
-/* config: ticketd's settings, read from a libconfig file and the environment. */
+/* config: ticketd's settings, read from a libconfig file and the environment.
+ */
 #include "config.h"
 
 #include "log.h"
@@ -34,48 +35,57 @@ struct setting {
 };
 
 #define STR(name, def)                                                         \
-	{ #name, SETTING_STRING, offsetof(struct config, name), def, 0, 0, 0 }
+	{                                                                      \
+#name, SETTING_STRING, offsetof(struct config, name), def, 0,  \
+		    0, 0                                                       \
+	}
 #define INT(name, def, lo, hi)                                                 \
-	{ #name, SETTING_INT, offsetof(struct config, name), NULL, def, lo, hi }
+	{                                                                      \
+#name, SETTING_INT, offsetof(struct config, name), NULL, def,  \
+		    lo, hi                                                     \
+	}
 #define PROPS(name)                                                            \
-	{ #name, SETTING_PROPERTIES, offsetof(struct config, name), NULL, 0, 0, 0 }
+	{                                                                      \
+#name, SETTING_PROPERTIES, offsetof(struct config, name),      \
+		    NULL, 0, 0, 0                                              \
+	}
 
 static const struct setting settings[] = {
-	STR(brokers, "127.0.0.1:9092"),
-	STR(group_id, "ticketd"),
-	STR(request_topic, "bookings.requests"),
-	STR(reply_topic, "bookings.replies"),
-	STR(dead_letter_topic, "bookings.dead-letter"),
-	STR(client_id, "ticketd"),
-	PROPS(consumer_properties),
-	PROPS(producer_properties),
-	INT(commit_interval_ms, 1000, 10, 60000),
+    STR(brokers, "127.0.0.1:9092"),
+    STR(group_id, "ticketd"),
+    STR(request_topic, "bookings.requests"),
+    STR(reply_topic, "bookings.replies"),
+    STR(dead_letter_topic, "bookings.dead-letter"),
+    STR(client_id, "ticketd"),
+    PROPS(consumer_properties),
+    PROPS(producer_properties),
+    INT(commit_interval_ms, 1000, 10, 60000),
 
-	STR(pg_conninfo, "dbname=ticketd"),
+    STR(pg_conninfo, "dbname=ticketd"),
 
-	INT(workers, 4, 1, 64),
-	INT(batch_max, 500, 1, 10000),
-	INT(queue_max, 10000, 1, 1000000),
-	INT(drain_timeout_ms, 15000, 0, 600000),
+    INT(workers, 4, 1, 64),
+    INT(batch_max, 500, 1, 10000),
+    INT(queue_max, 10000, 1, 1000000),
+    INT(drain_timeout_ms, 15000, 0, 600000),
 
-	INT(max_message_bytes, 65536, 256, 1048576),
-	INT(max_quantity, 10, 1, 1000000),
-	INT(max_sections, 100, 1, 10000),
-	INT(max_section_capacity, 1000000, 1, 2000000000),
-	INT(max_per_customer, 0, 0, 1000000),
+    INT(max_message_bytes, 65536, 256, 1048576),
+    INT(max_quantity, 10, 1, 1000000),
+    INT(max_sections, 100, 1, 10000),
+    INT(max_section_capacity, 1000000, 1, 2000000000),
+    INT(max_per_customer, 0, 0, 1000000),
 
-	INT(hold_ttl_default_s, 600, 1, 86400),
-	INT(hold_ttl_max_s, 3600, 1, 86400),
-	INT(reaper_interval_ms, 1000, 10, 600000),
-	INT(reaper_batch, 500, 1, 100000),
+    INT(hold_ttl_default_s, 600, 1, 86400),
+    INT(hold_ttl_max_s, 3600, 1, 86400),
+    INT(reaper_interval_ms, 1000, 10, 600000),
+    INT(reaper_batch, 500, 1, 100000),
 
-	STR(http_address, "127.0.0.1"),
-	INT(http_port, 8080, 0, 65535),
-	INT(http_pool_size, 2, 1, 64),
-	INT(http_max_limit, 500, 1, 10000),
+    STR(http_address, "127.0.0.1"),
+    INT(http_port, 8080, 0, 65535),
+    INT(http_pool_size, 2, 1, 64),
+    INT(http_max_limit, 500, 1, 10000),
 
-	STR(log_level, "info"),
-	STR(log_format, "logfmt"),
+    STR(log_level, "info"),
+    STR(log_format, "logfmt"),
 };
 
 #define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))
@@ -140,9 +150,10 @@ static int properties_add(struct config_properties *props, const char *item,
 	char **grown;
 
 	if (!eq || eq == item) {
-		snprintf(errstr, errstr_size,
-			 "%s: \"%s\" is not a \"name=value\" librdkafka property",
-			 where, item);
+		snprintf(
+		    errstr, errstr_size,
+		    "%s: \"%s\" is not a \"name=value\" librdkafka property",
+		    where, item);
 		return -1;
 	}
 	grown = realloc(props->items, (props->count + 1) * sizeof(char *));
@@ -175,8 +186,8 @@ static int apply_file_setting(struct config *cfg, const struct setting *s,
 	switch (s->type) {
 	case SETTING_STRING:
 		if (config_setting_type(cs) != CONFIG_TYPE_STRING) {
-			snprintf(errstr, errstr_size,
-				 "%s: %s must be a string", where, s->name);
+			snprintf(errstr, errstr_size, "%s: %s must be a string",
+				 where, s->name);
 			return -1;
 		}
 		return set_string(string_at(cfg, s),
@@ -189,24 +200,24 @@ static int apply_file_setting(struct config *cfg, const struct setting *s,
 				 "%s: %s must be an integer", where, s->name);
 			return -1;
 		}
-		return set_int(int_at(cfg, s), s,
-			       config_setting_get_int64(cs), where, errstr,
-			       errstr_size);
+		return set_int(int_at(cfg, s), s, config_setting_get_int64(cs),
+			       where, errstr, errstr_size);
 	case SETTING_PROPERTIES: {
 		struct config_properties *props = properties_at(cfg, s);
 		int n;
 
 		if (!config_setting_is_aggregate(cs)) {
-			snprintf(errstr, errstr_size,
-				 "%s: %s must be a list of \"name=value\" strings",
-				 where, s->name);
+			snprintf(
+			    errstr, errstr_size,
+			    "%s: %s must be a list of \"name=value\" strings",
+			    where, s->name);
 			return -1;
 		}
 		properties_clear(props);
 		n = config_setting_length(cs);
 		for (int i = 0; i < n; i++) {
-			config_setting_t *item = config_setting_get_elem(cs,
-									(unsigned)i);
+			config_setting_t *item =
+			    config_setting_get_elem(cs, (unsigned)i);
 			if (config_setting_type(item) != CONFIG_TYPE_STRING) {
 				snprintf(errstr, errstr_size,
 					 "%s: %s[%d] must be a string", where,
@@ -239,9 +250,8 @@ static int load_file(struct config *cfg, const char *path, char *errstr,
 				 path, strerror(errno));
 		else
 			snprintf(errstr, errstr_size, "%s:%d: %s",
-				 config_error_file(&lc) ?
-					 config_error_file(&lc) :
-					 path,
+				 config_error_file(&lc) ? config_error_file(&lc)
+							: path,
 				 config_error_line(&lc),
 				 config_error_text(&lc));
 		goto fail;
@@ -250,16 +260,16 @@ static int load_file(struct config *cfg, const char *path, char *errstr,
 	root = config_root_setting(&lc);
 	n = config_setting_length(root);
 	for (int i = 0; i < n; i++) {
-		config_setting_t *cs = config_setting_get_elem(root,
-								(unsigned)i);
+		config_setting_t *cs =
+		    config_setting_get_elem(root, (unsigned)i);
 		const char *name = config_setting_name(cs);
 		const struct setting *s = setting_find(name);
 		char where[512];
 
 		snprintf(where, sizeof(where), "%s:%d",
-			 config_setting_source_file(cs) ?
-				 config_setting_source_file(cs) :
-				 path,
+			 config_setting_source_file(cs)
+			     ? config_setting_source_file(cs)
+			     : path,
 			 config_setting_source_line(cs));
 		if (!s) {
 			snprintf(errstr, errstr_size,
@@ -355,9 +365,10 @@ static int validate(const struct config *cfg, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	if (log_level_parse(cfg->log_level) < 0) {
-		snprintf(errstr, errstr_size,
-			 "log_level \"%s\" is not one of error, warn, info, debug",
-			 cfg->log_level);
+		snprintf(
+		    errstr, errstr_size,
+		    "log_level \"%s\" is not one of error, warn, info, debug",
+		    cfg->log_level);
 		return -1;
 	}
 	if (log_format_parse(cfg->log_format) < 0) {

@@ -1,4 +1,5 @@
-/* config: ticketd's settings, read from a libconfig file and the environment. */
+/* config: ticketd's settings, read from a libconfig file and the environment.
+ */
 #ifndef TICKETD_CONFIG_H
 #define TICKETD_CONFIG_H
 

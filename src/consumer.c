@@ -88,7 +88,7 @@ static void track_assigned(struct consumer *c,
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < parts->cnt; i++) {
 		struct partition_state *ps =
-			part_get(c, parts->elems[i].partition);
+		    part_get(c, parts->elems[i].partition);
 
 		if (!ps) {
 			log_error("out of memory tracking partition %d",
@@ -109,7 +109,7 @@ static void untrack(struct consumer *c,
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < parts->cnt; i++) {
 		struct partition_state *ps =
-			part_find(c, parts->elems[i].partition);
+		    part_find(c, parts->elems[i].partition);
 
 		if (!ps || !ps->assigned)
 			continue;
@@ -130,7 +130,7 @@ static size_t in_flight_of(struct consumer *c,
 
 	for (int i = 0; i < parts->cnt; i++) {
 		struct partition_state *ps =
-			part_find(c, parts->elems[i].partition);
+		    part_find(c, parts->elems[i].partition);
 
 		if (ps && ps->assigned)
 			n += offsets_in_flight(&ps->window);
@@ -161,9 +161,8 @@ static int wait_done(struct consumer *c,
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		done = parts ? in_flight_of(c, parts) == 0 : c->in_flight == 0;
-		if (done ||
-		    pthread_cond_timedwait(&c->progress, &c->lock, &deadline) ==
-			    ETIMEDOUT)
+		if (done || pthread_cond_timedwait(&c->progress, &c->lock,
+						   &deadline) == ETIMEDOUT)
 			break;
 	}
 	done = parts ? in_flight_of(c, parts) == 0 : c->in_flight == 0;
@@ -178,14 +177,16 @@ static void on_revoke(struct consumer *c, rd_kafka_t *rk,
 
 	if (rd_kafka_assignment_lost(rk)) {
 		/* Someone else may own them already: commit nothing. */
-		log_warn("%d partitions lost; their in-flight work is answered but not committed here",
+		log_warn("%d partitions lost; their in-flight work is answered "
+			 "but not committed here",
 			 parts->cnt);
 		untrack(c, parts);
 		return;
 	}
-	if (!c->closing &&
-	    !wait_done(c, parts, c->cfg->drain_timeout_ms))
-		log_warn("revoke: in-flight work of %d partitions not done within %d ms; it will be redelivered and answered from the idempotency records",
+	if (!c->closing && !wait_done(c, parts, c->cfg->drain_timeout_ms))
+		log_warn("revoke: in-flight work of %d partitions not done "
+			 "within %d ms; it will be redelivered and answered "
+			 "from the idempotency records",
 			 parts->cnt, c->cfg->drain_timeout_ms);
 	err = rd_kafka_commit(rk, NULL, 0);
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -198,7 +199,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
 	struct consumer *c = opaque;
 	int cooperative =
-		strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	    strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	rd_kafka_error_t *error = NULL;
 	rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
 
@@ -246,15 +247,16 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 	(void)rk;
 	if (!root)
 		return 0;
-	partitions = json_object_get(
-		json_object_get(json_object_get(root, "topics"),
-				c->cfg->request_topic),
-		"partitions");
+	partitions =
+	    json_object_get(json_object_get(json_object_get(root, "topics"),
+					    c->cfg->request_topic),
+			    "partitions");
 	json_object_foreach(partitions, key, p)
 	{
-		json_int_t v = json_integer_value(json_object_get(p, "consumer_lag"));
+		json_int_t v =
+		    json_integer_value(json_object_get(p, "consumer_lag"));
 		const char *fetch_state =
-			json_string_value(json_object_get(p, "fetch_state"));
+		    json_string_value(json_object_get(p, "fetch_state"));
 
 		if (strcmp(key, "-1") == 0 || !fetch_state ||
 		    strcmp(fetch_state, "none") == 0 || v < 0)
@@ -337,14 +339,15 @@ static void dispatch(struct consumer *c, rd_kafka_message_t *rkm)
 		/* Out of memory, or a message of a partition we no longer
 		 * own: go back to it rather than lose it. */
 		rd_kafka_topic_partition_list_t *seek =
-			rd_kafka_topic_partition_list_new(1);
+		    rd_kafka_topic_partition_list_new(1);
 		rd_kafka_error_t *error;
 
-		log_warn("partition %d offset %lld not dispatched; seeking back to it",
+		log_warn("partition %d offset %lld not dispatched; seeking "
+			 "back to it",
 			 (int)rkm->partition, (long long)rkm->offset);
 		rd_kafka_topic_partition_list_add(seek, c->cfg->request_topic,
 						  rkm->partition)
-			->offset = rkm->offset;
+		    ->offset = rkm->offset;
 		error = rd_kafka_seek_partitions(c->rk, seek, 1000);
 		if (error)
 			rd_kafka_error_destroy(error);
@@ -362,7 +365,8 @@ void consumer_run(struct consumer *c, volatile sig_atomic_t *run)
 
 		if (rkm) {
 			if (rkm->err) {
-				if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				if (rkm->err !=
+				    RD_KAFKA_RESP_ERR__PARTITION_EOF)
 					log_warn("consumer: %s",
 						 rd_kafka_message_errstr(rkm));
 			} else {
@@ -390,12 +394,12 @@ void consumer_job_done(struct job *job, int ok, void *arg)
 		}
 		if (moved == 1) {
 			rd_kafka_topic_partition_list_t *store =
-				rd_kafka_topic_partition_list_new(1);
+			    rd_kafka_topic_partition_list_new(1);
 			rd_kafka_resp_err_t err;
 
 			rd_kafka_topic_partition_list_add(store, job->topic,
 							  job->partition)
-				->offset = offsets_committable(&ps->window);
+			    ->offset = offsets_committable(&ps->window);
 			err = rd_kafka_offsets_store(c->rk, store);
 			if (err)
 				log_debug("offset store for partition %d: %s",
@@ -467,8 +471,8 @@ int consumer_start(struct consumer **out, const struct config *cfg,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "auto.commit.interval.ms", interval, errstr,
 			   errstr_size) != 0 ||
-	    kafka_conf_apply_properties(conf, &cfg->consumer_properties,
-					errstr, errstr_size) != 0 ||
+	    kafka_conf_apply_properties(conf, &cfg->consumer_properties, errstr,
+					errstr_size) != 0 ||
 	    kafka_conf_set(conf, "enable.auto.commit", "true", errstr,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr,

@@ -20,7 +20,7 @@ struct metrics;
 /* Create the consumer and subscribe. 0, or -1 with errstr. */
 int consumer_start(struct consumer **out, const struct config *cfg,
 		   struct metrics *metrics, char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* The workers the consumer feeds; set before consumer_run. */
 void consumer_set_pool(struct consumer *c, struct worker_pool *pool);

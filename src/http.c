@@ -26,9 +26,9 @@
 #include <string.h>
 #include <time.h>
 
-#define HTTP_URL_MAX 512
+#define HTTP_URL_MAX	   512
 #define HTTP_DEFAULT_LIMIT 50
-#define HTTP_POOL_WAIT_MS 2000
+#define HTTP_POOL_WAIT_MS  2000
 
 struct http_server {
 	const struct config *cfg;
@@ -86,20 +86,20 @@ enum http_route http_route_parse(const char *url, char *id, size_t id_size)
 		const char *prefix;
 		enum http_route route;
 	} with_id[] = {
-		{ "/events/", HTTP_ROUTE_EVENT },
-		{ "/bookings/", HTTP_ROUTE_BOOKING },
-		{ "/holds/", HTTP_ROUTE_HOLD },
-		{ "/requests/", HTTP_ROUTE_REQUEST },
+	    {"/events/", HTTP_ROUTE_EVENT},
+	    {"/bookings/", HTTP_ROUTE_BOOKING},
+	    {"/holds/", HTTP_ROUTE_HOLD},
+	    {"/requests/", HTTP_ROUTE_REQUEST},
 	};
 	static const struct {
 		const char *path;
 		enum http_route route;
 	} plain[] = {
-		{ "/events", HTTP_ROUTE_EVENTS },
-		{ "/bookings", HTTP_ROUTE_BOOKINGS },
-		{ "/healthz", HTTP_ROUTE_HEALTHZ },
-		{ "/readyz", HTTP_ROUTE_READYZ },
-		{ "/metrics", HTTP_ROUTE_METRICS },
+	    {"/events", HTTP_ROUTE_EVENTS},
+	    {"/bookings", HTTP_ROUTE_BOOKINGS},
+	    {"/healthz", HTTP_ROUTE_HEALTHZ},
+	    {"/readyz", HTTP_ROUTE_READYZ},
+	    {"/metrics", HTTP_ROUTE_METRICS},
 	};
 
 	id[0] = '\0';
@@ -162,7 +162,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned int code,
 {
 	/* body is heap: libmicrohttpd frees it with the response. */
 	struct MHD_Response *response = MHD_create_response_from_buffer(
-		strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	    strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result ret;
 
 	if (!response) {
@@ -214,8 +214,8 @@ static enum MHD_Result respond_view(struct http_server *http,
 	enum store_result rc;
 
 	if (!st)
-		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-				     "BUSY", "no database connection free");
+		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
+				     "no database connection free");
 	if (!store_connected(st) &&
 	    store_connect(st, errstr, sizeof(errstr)) != 0) {
 		pool_give(http, st);
@@ -229,7 +229,8 @@ static enum MHD_Result respond_view(struct http_server *http,
 	 * restarted): one fresh try before saying 503. */
 	if (rc == STORE_DISCONNECTED &&
 	    store_connect(st, errstr, sizeof(errstr)) == 0)
-		rc = store_view(st, view, params, &json, errstr, sizeof(errstr));
+		rc =
+		    store_view(st, view, params, &json, errstr, sizeof(errstr));
 	pool_give(http, st);
 	if (rc == STORE_DISCONNECTED)
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -261,7 +262,8 @@ static int read_page(struct http_server *http, struct MHD_Connection *conn,
 	int64_t after_id = 0;
 	int limit;
 
-	if (arg(conn, "after") && http_parse_id(arg(conn, "after"), &after_id)) {
+	if (arg(conn, "after") &&
+	    http_parse_id(arg(conn, "after"), &after_id)) {
 		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
 				     "after must be a positive integer id");
 		return -1;
@@ -269,7 +271,8 @@ static int read_page(struct http_server *http, struct MHD_Connection *conn,
 	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
 			     http->cfg->http_max_limit, &limit) != 0) {
 		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
-				     "limit must be an integer from 1 to the configured maximum");
+				     "limit must be an integer from 1 to the "
+				     "configured maximum");
 		return -1;
 	}
 	snprintf(after, 24, "%" PRId64, after_id);
@@ -281,7 +284,7 @@ static enum MHD_Result serve_events(struct http_server *http,
 				    struct MHD_Connection *conn)
 {
 	char after[24], limit_text[24];
-	const char *params[2] = { after, limit_text };
+	const char *params[2] = {after, limit_text};
 	enum MHD_Result ret;
 
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
@@ -294,23 +297,23 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 {
 	char event[24], section[24], after[24], limit_text[24];
 	const char *customer = arg(conn, "customer");
-	const char *params[5] = { NULL, NULL, customer, after, limit_text };
+	const char *params[5] = {NULL, NULL, customer, after, limit_text};
 	enum MHD_Result ret;
 	int64_t v = 0;
 
 	if (arg(conn, "event_id")) {
 		if (http_parse_id(arg(conn, "event_id"), &v) != 0)
-			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
-					     "BAD_ID",
-					     "event_id must be a positive integer");
+			return respond_error(
+			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
+			    "event_id must be a positive integer");
 		snprintf(event, sizeof(event), "%" PRId64, v);
 		params[0] = event;
 	}
 	if (arg(conn, "section_id")) {
 		if (http_parse_id(arg(conn, "section_id"), &v) != 0)
-			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
-					     "BAD_ID",
-					     "section_id must be a positive integer");
+			return respond_error(
+			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
+			    "section_id must be a positive integer");
 		snprintf(section, sizeof(section), "%" PRId64, v);
 		params[1] = section;
 	}
@@ -340,19 +343,21 @@ static enum MHD_Result serve_readyz(struct http_server *http,
 			database = store_ping(st);
 		pool_give(http, st);
 	}
-	if (asprintf(&body,
-		     "{\"status\":\"%s\",\"database\":\"%s\",\"workers\":\"%s\",\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
-		     database && consumer && workers ? "ready" : "unavailable",
-		     database ? "ok" : "down", workers ? "ok" : "waiting",
-		     consumer ? "ok" : "failed",
-		     atomic_load(&http->metrics->assigned_partitions),
-		     atomic_load(&http->metrics->consumer_paused) ? "true" :
-								    "false") < 0)
+	if (asprintf(
+		&body,
+		"{\"status\":\"%s\",\"database\":\"%s\",\"workers\":\"%s\","
+		"\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
+		database && consumer && workers ? "ready" : "unavailable",
+		database ? "ok" : "down", workers ? "ok" : "waiting",
+		consumer ? "ok" : "failed",
+		atomic_load(&http->metrics->assigned_partitions),
+		atomic_load(&http->metrics->consumer_paused) ? "true"
+							     : "false") < 0)
 		return MHD_NO;
 	return respond_json(conn,
-			    database && consumer && workers ?
-				    MHD_HTTP_OK :
-				    MHD_HTTP_SERVICE_UNAVAILABLE,
+			    database && consumer && workers
+				? MHD_HTTP_OK
+				: MHD_HTTP_SERVICE_UNAVAILABLE,
 			    body);
 }
 
@@ -363,7 +368,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 {
 	struct http_server *http = cls;
 	char id[160];
-	const char *params[1] = { id };
+	const char *params[1] = {id};
 	int64_t v;
 	enum http_route route;
 
@@ -398,9 +403,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	case HTTP_ROUTE_BOOKING:
 	case HTTP_ROUTE_HOLD:
 		if (http_parse_id(id, &v) != 0)
-			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
-					     "BAD_ID",
-					     "the id must be a positive integer");
+			return respond_error(
+			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
+			    "the id must be a positive integer");
 		snprintf(id, sizeof(id), "%" PRId64, v);
 		if (route == HTTP_ROUTE_EVENT)
 			return respond_view(http, conn, STORE_VIEW_EVENT,
@@ -414,7 +419,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		if (!request_id_valid(id, strlen(id)))
 			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
 					     "BAD_ID",
-					     "a request_id is 1 to 128 characters of [A-Za-z0-9._:-]");
+					     "a request_id is 1 to 128 "
+					     "characters of [A-Za-z0-9._:-]");
 		return respond_view(http, conn, STORE_VIEW_REQUEST, params,
 				    "no such request");
 	case HTTP_ROUTE_HEALTHZ:
@@ -428,7 +434,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		if (!text)
 			return MHD_NO;
 		return respond(conn, MHD_HTTP_OK,
-			       "text/plain; version=0.0.4; charset=utf-8", text);
+			       "text/plain; version=0.0.4; charset=utf-8",
+			       text);
 	}
 	case HTTP_ROUTE_BAD_ID:
 		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
@@ -445,7 +452,7 @@ int http_start(struct http_server **out, const struct config *cfg,
 	       struct worker_pool *pool, char *errstr, size_t errstr_size)
 {
 	struct http_server *http = calloc(1, sizeof(*http));
-	struct store_limits limits = { 0 };
+	struct store_limits limits = {0};
 	struct sockaddr_in addr;
 	const union MHD_DaemonInfo *info;
 
@@ -488,14 +495,13 @@ int http_start(struct http_server **out, const struct config *cfg,
 		http->store_count++;
 	}
 	http->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-		(uint16_t)cfg->http_port, NULL, NULL, on_request, http,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_pool_size,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
-		MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+	    (uint16_t)cfg->http_port, NULL, NULL, on_request, http,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_pool_size,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
 	if (!http->daemon) {
 		snprintf(errstr, errstr_size, "cannot listen on %s:%d: %s",
 			 cfg->http_address, cfg->http_port, strerror(errno));

@@ -20,7 +20,7 @@ struct worker_pool;
 int http_start(struct http_server **out, const struct config *cfg,
 	       struct metrics *metrics, struct consumer *consumer,
 	       struct worker_pool *pool, char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* The port listened on, 0 when disabled. */
 int http_port(const struct http_server *http);

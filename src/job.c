@@ -54,14 +54,16 @@ static int read_headers(struct job *job, const rd_kafka_message_t *rkm)
 		job->correlation_id_len = size;
 	}
 	if (rd_kafka_header_get_last(hdrs, "kafka_replyTopic", &value, &size) ==
-		    RD_KAFKA_RESP_ERR_NO_ERROR &&
+		RD_KAFKA_RESP_ERR_NO_ERROR &&
 	    value) {
 		if (request_topic_valid(value, size)) {
 			memcpy(job->reply_topic, value, size);
 			job->reply_topic[size] = '\0';
 		} else {
-			log_warn("partition %d offset %lld: kafka_replyTopic is not a valid topic name, replying to the default topic",
-				 (int)rkm->partition, (long long)rkm->offset);
+			log_warn(
+			    "partition %d offset %lld: kafka_replyTopic is not "
+			    "a valid topic name, replying to the default topic",
+			    (int)rkm->partition, (long long)rkm->offset);
 		}
 	}
 	if (rd_kafka_header_get_last(hdrs, "kafka_replyPartition", &value,

@@ -36,7 +36,8 @@ struct job {
 	/* Where the reply goes: kafka_replyTopic, else the request's reply_to
 	 * (set by the worker), else "" for the configured reply topic. */
 	char reply_topic[REQUEST_TOPIC_MAX + 1];
-	int32_t reply_partition; /* kafka_replyPartition with the header, or -1 */
+	int32_t
+	    reply_partition; /* kafka_replyPartition with the header, or -1 */
 	int64_t received_us;
 
 	/* Set by the worker. The parsed request itself lives in the worker's

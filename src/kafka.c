@@ -75,8 +75,8 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, const char *role,
 	snprintf(client_id, sizeof(client_id), "%s-%s", cfg->client_id, role);
 	if (kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errstr,
 			   errstr_size) != 0 ||
-	    kafka_conf_set(conf, "client.id", client_id, errstr,
-			   errstr_size) != 0) {
+	    kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) !=
+		0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}

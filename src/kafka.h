@@ -20,13 +20,13 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, const char *role,
 /* rd_kafka_conf_set, with the property's name in errstr on failure. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
 		   char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Apply "name=value" properties in order. 0, or -1 with errstr. */
 int kafka_conf_apply_properties(rd_kafka_conf_t *conf,
 				const struct config_properties *props,
 				char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Route librdkafka's own log lines through log.h. */
 void kafka_conf_set_logging(rd_kafka_conf_t *conf);

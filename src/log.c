@@ -9,7 +9,7 @@
 volatile int log_current_level = LOG_LEVEL_INFO;
 static enum log_format log_current_format = LOG_FORMAT_LOGFMT;
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void log_init(enum log_level level, enum log_format format)
 {
@@ -88,19 +88,22 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	pos = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + pos, sizeof(ts) - pos, ".%03dZ", (int)(tv.tv_usec / 1000));
+	snprintf(ts + pos, sizeof(ts) - pos, ".%03dZ",
+		 (int)(tv.tv_usec / 1000));
 
 	if (log_current_format == LOG_FORMAT_JSON)
-		pos = (size_t)snprintf(line, sizeof(line),
-				       "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
-				       ts, level_names[level]);
+		pos = (size_t)snprintf(
+		    line, sizeof(line),
+		    "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+		    level_names[level]);
 	else
 		pos = (size_t)snprintf(line, sizeof(line),
 				       "ts=%s level=%s msg=\"", ts,
 				       level_names[level]);
 	pos = escape_into(line, sizeof(line), pos, msg);
 	if (log_current_format == LOG_FORMAT_JSON)
-		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\"}\n");
+		pos +=
+		    (size_t)snprintf(line + pos, sizeof(line) - pos, "\"}\n");
 	else
 		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\"\n");
 

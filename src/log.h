@@ -27,9 +27,9 @@ int log_level_parse(const char *name);
 int log_format_parse(const char *name);
 
 void log_write(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+    __attribute__((format(printf, 2, 0)));
 
 #define log_at(level, ...)                                                     \
 	do {                                                                   \
@@ -38,8 +38,8 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	} while (0)
 
 #define log_error(...) log_at(LOG_LEVEL_ERROR, __VA_ARGS__)
-#define log_warn(...) log_at(LOG_LEVEL_WARN, __VA_ARGS__)
-#define log_info(...) log_at(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_warn(...)  log_at(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...)  log_at(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...) log_at(LOG_LEVEL_DEBUG, __VA_ARGS__)
 
 #endif

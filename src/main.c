@@ -26,26 +26,29 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: ticketd [-c FILE] [--check-config] [--print-config]\n"
-		"\n"
-		"  -c, --config FILE   settings file (libconfig); default: none, built-in\n"
-		"                      defaults; TICKETD_<SETTING> variables override both\n"
-		"      --check-config  load the settings, report problems, exit\n"
-		"      --print-config  print the settings in effect, exit\n"
-		"  -V, --version       print the version, exit\n"
-		"  -h, --help          this text\n");
+	fprintf(
+	    out,
+	    "usage: ticketd [-c FILE] [--check-config] [--print-config]\n"
+	    "\n"
+	    "  -c, --config FILE   settings file (libconfig); default: none, "
+	    "built-in\n"
+	    "                      defaults; TICKETD_<SETTING> variables "
+	    "override both\n"
+	    "      --check-config  load the settings, report problems, exit\n"
+	    "      --print-config  print the settings in effect, exit\n"
+	    "  -V, --version       print the version, exit\n"
+	    "  -h, --help          this text\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check-config", no_argument, NULL, 'k' },
-		{ "print-config", no_argument, NULL, 'p' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", no_argument, NULL, 'k'},
+	    {"print-config", no_argument, NULL, 'p'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
 	int check_only = 0, print_only = 0, opt;
@@ -113,22 +116,23 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (consumer_start(&consumer, &cfg, &metrics, errstr, sizeof(errstr)) !=
-		    0 ||
+		0 ||
 	    reply_start(&rp, &cfg, &metrics, consumer_job_done, consumer,
 			errstr, sizeof(errstr)) != 0 ||
 	    worker_pool_start(&pool, &cfg, rp, &metrics, errstr,
 			      sizeof(errstr)) != 0 ||
-	    reaper_start(&reaper, &cfg, &metrics, errstr, sizeof(errstr)) != 0 ||
+	    reaper_start(&reaper, &cfg, &metrics, errstr, sizeof(errstr)) !=
+		0 ||
 	    http_start(&http, &cfg, &metrics, consumer, pool, errstr,
 		       sizeof(errstr)) != 0) {
 		log_error("start-up failed: %s", errstr);
 		return 1;
 	}
 	consumer_set_pool(consumer, pool);
-	log_info("ticketd %s started: brokers=%s group=%s topic=%s workers=%d batch_max=%d http=%s:%d",
+	log_info("ticketd %s started: brokers=%s group=%s topic=%s workers=%d "
+		 "batch_max=%d http=%s:%d",
 		 TICKETD_VERSION, cfg.brokers, cfg.group_id, cfg.request_topic,
-		 cfg.workers, cfg.batch_max, cfg.http_address,
-		 http_port(http));
+		 cfg.workers, cfg.batch_max, cfg.http_address, http_port(http));
 
 	consumer_run(consumer, &run);
 
@@ -138,7 +142,8 @@ int main(int argc, char **argv)
 		 cfg.drain_timeout_ms);
 	drained = consumer_drain(consumer, cfg.drain_timeout_ms);
 	if (!drained)
-		log_warn("drain timed out; unfinished requests are redelivered after restart and run at most once");
+		log_warn("drain timed out; unfinished requests are redelivered "
+			 "after restart and run at most once");
 	worker_pool_stop(pool);
 	reply_stop(rp, drained ? 5000 : 1000);
 	http_stop(http);

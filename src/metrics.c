@@ -10,12 +10,10 @@
 #include <string.h>
 
 static const double size_bounds[METRICS_BUCKETS] = {
-	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000
-};
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000};
 static const double second_bounds[METRICS_BUCKETS] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-	0.1,	0.25,  0.5,    1,     2.5,  5,     10
-};
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,    0.25,  0.5,	   1,	  2.5,	5,     10};
 
 void metrics_init(struct metrics *m)
 {
@@ -37,7 +35,8 @@ void histogram_observe(struct histogram *h, double value)
 			 (unsigned long long)(value * 1000000.0 + 0.5));
 }
 
-void metrics_count_request(struct metrics *m, int type, enum reply_status status)
+void metrics_count_request(struct metrics *m, int type,
+			   enum reply_status status)
 {
 	if (type < 0 || type > REQUEST_TYPE_COUNT)
 		type = REQUEST_TYPE_COUNT;
@@ -54,7 +53,7 @@ struct text {
 };
 
 static void text_printf(struct text *t, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void text_printf(struct text *t, const char *fmt, ...)
 {
@@ -125,20 +124,22 @@ static void histogram(struct text *t, const char *name, const char *help,
 
 char *metrics_render(struct metrics *m)
 {
-	struct text t = { 0 };
+	struct text t = {0};
 
-	text_printf(&t, "# HELP ticketd_requests_total Requests answered, by type and status.\n"
+	text_printf(&t, "# HELP ticketd_requests_total Requests answered, by "
+			"type and status.\n"
 			"# TYPE ticketd_requests_total counter\n");
 	for (int type = 0; type <= REQUEST_TYPE_COUNT; type++) {
 		for (int status = 0; status < STATUS_COUNT; status++) {
-			text_printf(&t,
-				    "ticketd_requests_total{type=\"%s\",status=\"%s\"} %llu\n",
-				    type < REQUEST_TYPE_COUNT ?
-					    request_type_name(
-						    (enum request_type)type) :
-					    "unknown",
-				    reply_status_name((enum reply_status)status),
-				    atomic_load(&m->requests[type][status]));
+			text_printf(
+			    &t,
+			    "ticketd_requests_total{type=\"%s\",status=\"%s\"} "
+			    "%llu\n",
+			    type < REQUEST_TYPE_COUNT
+				? request_type_name((enum request_type)type)
+				: "unknown",
+			    reply_status_name((enum reply_status)status),
+			    atomic_load(&m->requests[type][status]));
 		}
 	}
 	counter(&t, "ticketd_requests_replayed_total",
@@ -157,19 +158,21 @@ char *metrics_render(struct metrics *m)
 		"Worker reconnections to PostgreSQL.",
 		atomic_load(&m->db_reconnects));
 	counter(&t, "ticketd_reply_failures_total",
-		"Reply deliveries that failed and were produced again or dead-lettered.",
+		"Reply deliveries that failed and were produced again or "
+		"dead-lettered.",
 		atomic_load(&m->reply_failures));
 	counter(&t, "ticketd_holds_reaped_total",
 		"Expired holds whose seats the reaper returned.",
 		atomic_load(&m->holds_reaped));
 	counter(&t, "ticketd_consumer_pauses_total",
-		"Times the consumer paused its partitions because the queues were full.",
+		"Times the consumer paused its partitions because the queues "
+		"were full.",
 		atomic_load(&m->consumer_pauses));
 	counter(&t, "ticketd_http_requests_total",
 		"HTTP requests served by the query endpoint.",
 		atomic_load(&m->http_requests));
-	histogram(&t, "ticketd_batch_size", "Requests per database transaction.",
-		  &m->batch_size);
+	histogram(&t, "ticketd_batch_size",
+		  "Requests per database transaction.", &m->batch_size);
 	histogram(&t, "ticketd_transaction_seconds",
 		  "Time of one batch transaction, BEGIN to COMMIT.",
 		  &m->transaction_seconds);
@@ -181,9 +184,10 @@ char *metrics_render(struct metrics *m)
 	gauge(&t, "ticketd_in_flight",
 	      "Requests consumed whose offset is not yet committable.",
 	      atomic_load(&m->in_flight));
-	gauge(&t, "ticketd_consumer_lag",
-	      "Messages behind the end of the assigned partitions (-1: unknown).",
-	      atomic_load(&m->consumer_lag));
+	gauge(
+	    &t, "ticketd_consumer_lag",
+	    "Messages behind the end of the assigned partitions (-1: unknown).",
+	    atomic_load(&m->consumer_lag));
 	gauge(&t, "ticketd_assigned_partitions",
 	      "Partitions of the request topic assigned to this process.",
 	      atomic_load(&m->assigned_partitions));

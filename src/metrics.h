@@ -45,7 +45,8 @@ void metrics_init(struct metrics *m);
 
 void histogram_observe(struct histogram *h, double value);
 
-void metrics_count_request(struct metrics *m, int type, enum reply_status status);
+void metrics_count_request(struct metrics *m, int type,
+			   enum reply_status status);
 
 /*
  * The Prometheus text exposition, heap-allocated (caller frees), or NULL

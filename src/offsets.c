@@ -31,8 +31,8 @@ static size_t slot(const struct offsets_window *w, size_t i)
 /* Double the ring, unrolling it so that head is 0 again. */
 static int grow(struct offsets_window *w)
 {
-	size_t capacity = w->capacity ? w->capacity * 2 :
-					OFFSETS_INITIAL_CAPACITY;
+	size_t capacity =
+	    w->capacity ? w->capacity * 2 : OFFSETS_INITIAL_CAPACITY;
 	int64_t *offsets = malloc(capacity * sizeof(*offsets));
 	unsigned char *done = malloc(capacity);
 

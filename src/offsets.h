@@ -17,8 +17,8 @@ struct offsets_window {
 	int64_t *offsets; /* ring of tracked offsets, ascending */
 	unsigned char *done;
 	size_t capacity;
-	size_t head;  /* index of the oldest tracked offset */
-	size_t count; /* tracked and not yet popped */
+	size_t head;	     /* index of the oldest tracked offset */
+	size_t count;	     /* tracked and not yet popped */
 	int64_t next_commit; /* -1 until something completes */
 	int64_t last_tracked;
 };
@@ -31,7 +31,7 @@ void offsets_release(struct offsets_window *w);
  * (-1 otherwise, or when out of memory).
  */
 int offsets_track(struct offsets_window *w, int64_t offset)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Mark a tracked offset done. Returns 1 when the committable offset moved,

@@ -41,9 +41,8 @@ static int pause_or_stop(struct reaper *r, int ms)
 		deadline.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&r->lock);
-	while (!r->stopping &&
-	       pthread_cond_timedwait(&r->wake, &r->lock, &deadline) !=
-		       ETIMEDOUT)
+	while (!r->stopping && pthread_cond_timedwait(&r->wake, &r->lock,
+						      &deadline) != ETIMEDOUT)
 		;
 	stopping = r->stopping;
 	pthread_mutex_unlock(&r->lock);
@@ -70,9 +69,9 @@ static void *reaper_main(void *arg)
 		down = 0;
 		/* A full batch means more may be due: go again at once. */
 		do {
-			rc = store_reap_expired_holds(r->st, r->cfg->reaper_batch,
-						      &reaped, errstr,
-						      sizeof(errstr));
+			rc = store_reap_expired_holds(
+			    r->st, r->cfg->reaper_batch, &reaped, errstr,
+			    sizeof(errstr));
 			if (rc == STORE_OK && reaped > 0) {
 				atomic_fetch_add(&r->metrics->holds_reaped,
 						 (unsigned long long)reaped);
@@ -90,7 +89,7 @@ int reaper_start(struct reaper **out, const struct config *cfg,
 		 struct metrics *metrics, char *errstr, size_t errstr_size)
 {
 	struct reaper *r = calloc(1, sizeof(*r));
-	struct store_limits limits = { 0 };
+	struct store_limits limits = {0};
 
 	if (!r) {
 		snprintf(errstr, errstr_size, "out of memory");

@@ -15,7 +15,7 @@ struct metrics;
 
 int reaper_start(struct reaper **out, const struct config *cfg,
 		 struct metrics *metrics, char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Stop the thread and free r. */
 void reaper_stop(struct reaper *r);

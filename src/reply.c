@@ -29,9 +29,9 @@
 struct retry {
 	struct retry *next;
 	struct job *job;
-	int dead_letter;	  /* which of its messages */
+	int dead_letter;	 /* which of its messages */
 	rd_kafka_resp_err_t err; /* why the last try failed */
-	int reroute;		  /* send the reply to the dead-letter topic */
+	int reroute;		 /* send the reply to the dead-letter topic */
 };
 
 struct reply_producer {
@@ -44,7 +44,8 @@ struct reply_producer {
 	atomic_int running;
 	pthread_mutex_t lock; /* guards retries */
 	struct retry *retries;
-	rd_kafka_topic_t *known[2]; /* reply and dead-letter topics, kept warm */
+	rd_kafka_topic_t
+	    *known[2]; /* reply and dead-letter topics, kept warm */
 };
 
 static void put_be32(unsigned char *out, uint32_t v)
@@ -68,7 +69,7 @@ static void job_finish(struct reply_producer *rp, struct job *job, int ok)
 	if (ok)
 		histogram_observe(&rp->metrics->reply_latency_seconds,
 				  (double)(job_now_us() - job->received_us) /
-					  1e6);
+				      1e6);
 	rp->done(job, ok, rp->done_arg);
 }
 
@@ -95,11 +96,11 @@ static rd_kafka_resp_err_t produce_reply(struct reply_producer *rp,
 					 struct job *job, int reroute,
 					 rd_kafka_resp_err_t why)
 {
-	const char *topic = job->reply_topic[0] ? job->reply_topic :
-						  rp->cfg->reply_topic;
-	int32_t partition = job->reply_topic[0] && job->reply_partition >= 0 ?
-				    job->reply_partition :
-				    RD_KAFKA_PARTITION_UA;
+	const char *topic =
+	    job->reply_topic[0] ? job->reply_topic : rp->cfg->reply_topic;
+	int32_t partition = job->reply_topic[0] && job->reply_partition >= 0
+				? job->reply_partition
+				: RD_KAFKA_PARTITION_UA;
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
 	rd_kafka_resp_err_t err;
 
@@ -120,12 +121,11 @@ static rd_kafka_resp_err_t produce_reply(struct reply_producer *rp,
 		partition = RD_KAFKA_PARTITION_UA;
 	}
 	err = rd_kafka_producev(
-		rp->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_KEY(job->key, job->key_len),
-		RD_KAFKA_V_VALUE(job->reply_json, strlen(job->reply_json)),
-		RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(job),
-		RD_KAFKA_V_END);
+	    rp->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_KEY(job->key, job->key_len),
+	    RD_KAFKA_V_VALUE(job->reply_json, strlen(job->reply_json)),
+	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
 	if (err)
 		rd_kafka_headers_destroy(hdrs); /* not handed over */
 	return err;
@@ -138,8 +138,8 @@ static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 	unsigned char partition[4], offset[8], timestamp[8];
 	char fqcn[64];
 	const char *code = request_error_code_name(job->error);
-	const char *message = job->dead_letter_reason ? job->dead_letter_reason :
-							code;
+	const char *message =
+	    job->dead_letter_reason ? job->dead_letter_reason : code;
 	size_t value_len = job->value_len;
 	rd_kafka_resp_err_t err;
 
@@ -149,11 +149,11 @@ static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 	snprintf(fqcn, sizeof(fqcn), "ticketd.%s", code);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-topic", -1, job->topic,
 			    -1);
-	rd_kafka_header_add(hdrs, "kafka_dlt-original-partition", -1,
-			    partition, 4);
+	rd_kafka_header_add(hdrs, "kafka_dlt-original-partition", -1, partition,
+			    4);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-offset", -1, offset, 8);
-	rd_kafka_header_add(hdrs, "kafka_dlt-original-timestamp", -1,
-			    timestamp, 8);
+	rd_kafka_header_add(hdrs, "kafka_dlt-original-timestamp", -1, timestamp,
+			    8);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-timestamp-type", -1,
 			    "CreateTime", -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-consumer-group", -1,
@@ -173,12 +173,11 @@ static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 		value_len = 0;
 	}
 	err = rd_kafka_producev(
-		rp->rk, RD_KAFKA_V_TOPIC(rp->cfg->dead_letter_topic),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_KEY(job->key, job->key_len),
-		RD_KAFKA_V_VALUE(value_len ? job->value : NULL, value_len),
-		RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(job),
-		RD_KAFKA_V_END);
+	    rp->rk, RD_KAFKA_V_TOPIC(rp->cfg->dead_letter_topic),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_KEY(job->key, job->key_len),
+	    RD_KAFKA_V_VALUE(value_len ? job->value : NULL, value_len),
+	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
 	if (err)
 		rd_kafka_headers_destroy(hdrs);
 	return err;
@@ -190,8 +189,10 @@ static void retry_push(struct reply_producer *rp, struct job *job,
 	struct retry *r = calloc(1, sizeof(*r));
 
 	if (!r) {
-		log_error("out of memory: reply for partition %d offset %lld is not retried; the request is redelivered after a restart",
-			  (int)job->partition, (long long)job->offset);
+		log_error(
+		    "out of memory: reply for partition %d offset %lld is not "
+		    "retried; the request is redelivered after a restart",
+		    (int)job->partition, (long long)job->offset);
 		job_finish(rp, job, 0);
 		return;
 	}
@@ -225,7 +226,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 	}
 	atomic_fetch_add(&rp->metrics->reply_failures, 1);
 	if (dead_letter && error_is_permanent(rkm->err)) {
-		log_error("dead-letter copy of partition %d offset %lld undeliverable: %s; giving up on it",
+		log_error("dead-letter copy of partition %d offset %lld "
+			  "undeliverable: %s; giving up on it",
 			  (int)job->partition, (long long)job->offset,
 			  rd_kafka_err2str(rkm->err));
 		job_finish(rp, job, 1);
@@ -244,8 +246,8 @@ static rd_kafka_resp_err_t produce_waiting(struct reply_producer *rp,
 	rd_kafka_resp_err_t err;
 
 	for (;;) {
-		err = dead_letter ? produce_dead_letter(rp, job) :
-				    produce_reply(rp, job, reroute, why);
+		err = dead_letter ? produce_dead_letter(rp, job)
+				  : produce_reply(rp, job, reroute, why);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return err;
 		usleep(2000); /* the poller thread drains the queue */
@@ -270,10 +272,12 @@ static void run_retries(struct reply_producer *rp)
 				      r->err);
 		if (err) {
 			if (r->reroute || r->dead_letter) {
-				log_error("partition %d offset %lld: cannot produce to the dead-letter topic: %s",
-					  (int)r->job->partition,
-					  (long long)r->job->offset,
-					  rd_kafka_err2str(err));
+				log_error(
+				    "partition %d offset %lld: cannot produce "
+				    "to the dead-letter topic: %s",
+				    (int)r->job->partition,
+				    (long long)r->job->offset,
+				    rd_kafka_err2str(err));
 				job_finish(rp, r->job, 1);
 			} else {
 				retry_push(rp, r->job, 0, err);
@@ -323,8 +327,8 @@ int reply_outstanding(struct reply_producer *rp)
  */
 static void warm_up(struct reply_producer *rp)
 {
-	const char *names[2] = { rp->cfg->reply_topic,
-				 rp->cfg->dead_letter_topic };
+	const char *names[2] = {rp->cfg->reply_topic,
+				rp->cfg->dead_letter_topic};
 
 	for (int i = 0; i < 2; i++) {
 		const struct rd_kafka_metadata *md = NULL;
@@ -337,7 +341,8 @@ static void warm_up(struct reply_producer *rp)
 		if (!err && md->topic_cnt == 1 && md->topics[0].err)
 			err = md->topics[0].err;
 		if (err)
-			log_warn("topic %s: %s", names[i], rd_kafka_err2str(err));
+			log_warn("topic %s: %s", names[i],
+				 rd_kafka_err2str(err));
 		if (md)
 			rd_kafka_metadata_destroy(md);
 	}
@@ -369,8 +374,8 @@ int reply_start(struct reply_producer **out, const struct config *cfg,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "acks", "all", errstr, errstr_size) != 0 ||
 	    kafka_conf_set(conf, "linger.ms", "2", errstr, errstr_size) != 0 ||
-	    kafka_conf_apply_properties(conf, &cfg->producer_properties,
-					errstr, errstr_size) != 0)
+	    kafka_conf_apply_properties(conf, &cfg->producer_properties, errstr,
+					errstr_size) != 0)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, rp);
@@ -383,8 +388,8 @@ int reply_start(struct reply_producer **out, const struct config *cfg,
 	warm_up(rp);
 	atomic_store(&rp->running, 1);
 	if (pthread_create(&rp->poller, NULL, poller_main, rp) != 0) {
-		snprintf(errstr, errstr_size, "cannot start the reply poller: %s",
-			 strerror(errno));
+		snprintf(errstr, errstr_size,
+			 "cannot start the reply poller: %s", strerror(errno));
 		goto fail;
 	}
 	*out = rp;
@@ -426,12 +431,15 @@ void reply_stop(struct reply_producer *rp, int timeout_ms)
 	pthread_join(rp->poller, NULL);
 
 	if (rd_kafka_outq_len(rp->rk) > 0 || retries_pending(rp)) {
-		log_warn("%d replies undelivered at shutdown; their requests will be redelivered and answered from the idempotency records",
-			 rd_kafka_outq_len(rp->rk));
+		log_warn(
+		    "%d replies undelivered at shutdown; their requests will "
+		    "be redelivered and answered from the idempotency records",
+		    rd_kafka_outq_len(rp->rk));
 	}
 	/* Give up what is left: every job still goes back through done. */
-	rd_kafka_purge(rp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
-				       RD_KAFKA_PURGE_F_NON_BLOCKING);
+	rd_kafka_purge(rp->rk, RD_KAFKA_PURGE_F_QUEUE |
+				   RD_KAFKA_PURGE_F_INFLIGHT |
+				   RD_KAFKA_PURGE_F_NON_BLOCKING);
 	rd_kafka_poll(rp->rk, 0);
 	while (rp->retries) {
 		struct retry *r = rp->retries;

@@ -23,7 +23,7 @@ typedef void(reply_done_fn)(struct job *job, int ok, void *arg);
 int reply_start(struct reply_producer **out, const struct config *cfg,
 		struct metrics *metrics, reply_done_fn *done, void *done_arg,
 		char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Publish job's reply (job->reply_json) and, with job->dead_letter, a copy

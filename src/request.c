@@ -14,33 +14,36 @@
 #define REQUEST_ID_VALUE_MAX ((int64_t)9007199254740991LL)
 
 static const char *const type_names[REQUEST_TYPE_COUNT] = {
-	[REQUEST_CREATE_EVENT] = "create_event", [REQUEST_BOOK] = "book",
-	[REQUEST_HOLD] = "hold",		 [REQUEST_CONFIRM] = "confirm",
-	[REQUEST_RELEASE] = "release",		 [REQUEST_CANCEL] = "cancel",
+    [REQUEST_CREATE_EVENT] = "create_event",
+    [REQUEST_BOOK] = "book",
+    [REQUEST_HOLD] = "hold",
+    [REQUEST_CONFIRM] = "confirm",
+    [REQUEST_RELEASE] = "release",
+    [REQUEST_CANCEL] = "cancel",
 };
 
 static const char *const error_names[ERROR_CODE_COUNT] = {
-	[ERROR_NONE] = "NONE",
-	[ERROR_MALFORMED_JSON] = "MALFORMED_JSON",
-	[ERROR_INVALID_FIELD] = "INVALID_FIELD",
-	[ERROR_UNKNOWN_TYPE] = "UNKNOWN_TYPE",
-	[ERROR_EVENT_NOT_FOUND] = "EVENT_NOT_FOUND",
-	[ERROR_SECTION_NOT_FOUND] = "SECTION_NOT_FOUND",
-	[ERROR_INSUFFICIENT_SEATS] = "INSUFFICIENT_SEATS",
-	[ERROR_HOLD_NOT_FOUND] = "HOLD_NOT_FOUND",
-	[ERROR_HOLD_EXPIRED] = "HOLD_EXPIRED",
-	[ERROR_HOLD_NOT_ACTIVE] = "HOLD_NOT_ACTIVE",
-	[ERROR_BOOKING_NOT_FOUND] = "BOOKING_NOT_FOUND",
-	[ERROR_ALREADY_CANCELLED] = "ALREADY_CANCELLED",
-	[ERROR_IDEMPOTENCY_CONFLICT] = "IDEMPOTENCY_CONFLICT",
-	[ERROR_QUANTITY_LIMIT] = "QUANTITY_LIMIT",
-	[ERROR_MESSAGE_TOO_LARGE] = "MESSAGE_TOO_LARGE",
+    [ERROR_NONE] = "NONE",
+    [ERROR_MALFORMED_JSON] = "MALFORMED_JSON",
+    [ERROR_INVALID_FIELD] = "INVALID_FIELD",
+    [ERROR_UNKNOWN_TYPE] = "UNKNOWN_TYPE",
+    [ERROR_EVENT_NOT_FOUND] = "EVENT_NOT_FOUND",
+    [ERROR_SECTION_NOT_FOUND] = "SECTION_NOT_FOUND",
+    [ERROR_INSUFFICIENT_SEATS] = "INSUFFICIENT_SEATS",
+    [ERROR_HOLD_NOT_FOUND] = "HOLD_NOT_FOUND",
+    [ERROR_HOLD_EXPIRED] = "HOLD_EXPIRED",
+    [ERROR_HOLD_NOT_ACTIVE] = "HOLD_NOT_ACTIVE",
+    [ERROR_BOOKING_NOT_FOUND] = "BOOKING_NOT_FOUND",
+    [ERROR_ALREADY_CANCELLED] = "ALREADY_CANCELLED",
+    [ERROR_IDEMPOTENCY_CONFLICT] = "IDEMPOTENCY_CONFLICT",
+    [ERROR_QUANTITY_LIMIT] = "QUANTITY_LIMIT",
+    [ERROR_MESSAGE_TOO_LARGE] = "MESSAGE_TOO_LARGE",
 };
 
 static const char *const status_names[STATUS_COUNT] = {
-	[STATUS_OK] = "ok",	      [STATUS_CONFIRMED] = "confirmed",
-	[STATUS_HELD] = "held",	      [STATUS_REJECTED] = "rejected",
-	[STATUS_INVALID] = "invalid",
+    [STATUS_OK] = "ok",		  [STATUS_CONFIRMED] = "confirmed",
+    [STATUS_HELD] = "held",	  [STATUS_REJECTED] = "rejected",
+    [STATUS_INVALID] = "invalid",
 };
 
 const char *request_type_name(enum request_type type)
@@ -93,7 +96,8 @@ int request_topic_valid(const char *s, size_t len)
 {
 	if (len < 1 || len > REQUEST_TOPIC_MAX)
 		return 0;
-	if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+	if ((len == 1 && s[0] == '.') ||
+	    (len == 2 && s[0] == '.' && s[1] == '.'))
 		return 0;
 	for (size_t i = 0; i < len; i++) {
 		if (!id_char(s[i]) || s[i] == ':')
@@ -103,7 +107,8 @@ int request_topic_valid(const char *s, size_t len)
 }
 
 static void error_set(struct request_error *err, enum request_error_code code,
-		      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+		      const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void error_set(struct request_error *err, enum request_error_code code,
 		      const char *fmt, ...)
@@ -134,7 +139,8 @@ static int read_text(json_t *root, const char *name, int required,
 		return -1;
 	}
 	if (!json_is_string(value)) {
-		error_set(err, ERROR_INVALID_FIELD, "%s must be a string", name);
+		error_set(err, ERROR_INVALID_FIELD, "%s must be a string",
+			  name);
 		return -1;
 	}
 	s = json_string_value(value);
@@ -239,8 +245,8 @@ static int digits(const char *s, int n, int *out)
  */
 static int timestamp_valid(const char *s)
 {
-	static const int days[] = { 31, 29, 31, 30, 31, 30,
-				    31, 31, 30, 31, 30, 31 };
+	static const int days[] = {31, 29, 31, 30, 31, 30,
+				   31, 31, 30, 31, 30, 31};
 	int year, month, day, hour, minute, second, tz_h, tz_m;
 	const char *p;
 
@@ -339,7 +345,7 @@ static int parse_seat_request(json_t *root, const struct request_limits *limits,
 	if (read_id(root, "event_id", &req->event_id, err) != 0 ||
 	    read_id(root, "section_id", &req->section_id, err) != 0 ||
 	    read_integer(root, "quantity", 1, 1, INT32_MAX, &quantity, err) !=
-		    0 ||
+		0 ||
 	    read_text(root, "customer", 1, REQUEST_CUSTOMER_MAX, req->customer,
 		      sizeof(req->customer), err) != 0)
 		return -1;
@@ -375,7 +381,8 @@ static int parse_body(json_t *root, const struct request_limits *limits,
 			return -1;
 		if (req->starts_at[0] && !timestamp_valid(req->starts_at)) {
 			error_set(err, ERROR_INVALID_FIELD,
-				  "starts_at must be an RFC 3339 date-time, e.g. 2026-12-31T20:00:00Z");
+				  "starts_at must be an RFC 3339 date-time, "
+				  "e.g. 2026-12-31T20:00:00Z");
 			return -1;
 		}
 		return parse_sections(root, limits, req, err);
@@ -413,10 +420,10 @@ static char *fingerprint_build(const struct request *req)
 		json_array_append_new(a, json_string(req->venue));
 		json_array_append_new(a, json_string(req->starts_at));
 		for (size_t i = 0; i < req->section_count; i++) {
-			json_array_append_new(a,
-					      json_string(req->sections[i].name));
 			json_array_append_new(
-				a, json_integer(req->sections[i].capacity));
+			    a, json_string(req->sections[i].name));
+			json_array_append_new(
+			    a, json_integer(req->sections[i].capacity));
 		}
 		break;
 	case REQUEST_BOOK:
@@ -488,10 +495,12 @@ int request_parse(const char *buf, size_t len,
 
 		if (reply_to && !json_is_null(reply_to)) {
 			if (!json_is_string(reply_to) ||
-			    !request_topic_valid(json_string_value(reply_to),
-						 json_string_length(reply_to))) {
-				error_set(err, ERROR_INVALID_FIELD,
-					  "reply_to must be a Kafka topic name");
+			    !request_topic_valid(
+				json_string_value(reply_to),
+				json_string_length(reply_to))) {
+				error_set(
+				    err, ERROR_INVALID_FIELD,
+				    "reply_to must be a Kafka topic name");
 				goto fail;
 			}
 			memcpy(req->reply_to, json_string_value(reply_to),
@@ -517,7 +526,8 @@ int request_parse(const char *buf, size_t len,
 	}
 	if (!found) {
 		error_set(err, ERROR_UNKNOWN_TYPE,
-			  "type must be one of create_event, book, hold, confirm, release, cancel");
+			  "type must be one of create_event, book, hold, "
+			  "confirm, release, cancel");
 		goto fail;
 	}
 	snprintf(err->type_name, sizeof(err->type_name), "%s", type_name);
@@ -609,8 +619,8 @@ char *reply_to_json(const char *request_id, const char *type_name,
 		}
 		message[i] = '\0';
 		json_object_set_new(
-			error, "code",
-			json_string(request_error_code_name(reply->error)));
+		    error, "code",
+		    json_string(request_error_code_name(reply->error)));
 		json_object_set_new(error, "message", json_string(message));
 		json_object_set_new(obj, "error", error);
 	}
@@ -631,8 +641,8 @@ char *reply_to_json(const char *request_id, const char *type_name,
 		json_t *ids = json_array();
 
 		for (size_t i = 0; i < reply->section_count; i++)
-			json_array_append_new(ids,
-					      json_integer(reply->section_ids[i]));
+			json_array_append_new(
+			    ids, json_integer(reply->section_ids[i]));
 		json_object_set_new(obj, "section_ids", ids);
 	}
 	out = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);

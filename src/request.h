@@ -8,12 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define REQUEST_ID_MAX 128
-#define REQUEST_TOPIC_MAX 249
-#define REQUEST_NAME_MAX 200
-#define REQUEST_CUSTOMER_MAX 254
+#define REQUEST_ID_MAX	      128
+#define REQUEST_TOPIC_MAX     249
+#define REQUEST_NAME_MAX      200
+#define REQUEST_CUSTOMER_MAX  254
 #define REQUEST_TIMESTAMP_MAX 40
-#define REQUEST_MESSAGE_MAX 256
+#define REQUEST_MESSAGE_MAX   256
 
 enum request_type {
 	REQUEST_CREATE_EVENT,
@@ -135,7 +135,8 @@ struct reply {
  */
 int request_parse(const char *buf, size_t len,
 		  const struct request_limits *limits, struct request *req,
-		  struct request_error *err) __attribute__((warn_unused_result));
+		  struct request_error *err)
+    __attribute__((warn_unused_result));
 
 void request_free(struct request *req);
 
@@ -152,7 +153,8 @@ int request_topic_valid(const char *s, size_t len);
 
 /* Fill reply as the rejection or refusal with this code and message. */
 void reply_set_error(struct reply *reply, enum request_error_code code,
-		     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+		     const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 void reply_free(struct reply *reply);
 

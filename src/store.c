@@ -62,136 +62,136 @@ struct statement_text {
 };
 
 static const struct statement_text statements[SQL_COUNT] = {
-	[SQL_NOW] = { "now", 0,
-		      "SELECT (extract(epoch FROM now()) * 1000000)::bigint" },
-	[SQL_HOLD_SECTIONS] = { "hold_sections", 1,
-				"SELECT id, section_id FROM holds "
-				"WHERE id = ANY($1::bigint[])" },
-	[SQL_BOOKING_SECTIONS] = { "booking_sections", 1,
-				   "SELECT id, section_id FROM bookings "
-				   "WHERE id = ANY($1::bigint[])" },
-	[SQL_LOCK_SECTIONS] = { "lock_sections", 1,
-				"SELECT id, event_id, capacity, remaining "
-				"FROM sections WHERE id = ANY($1::bigint[]) "
-				"ORDER BY id FOR UPDATE" },
-	[SQL_LOCK_HOLDS] =
-		{ "lock_holds", 1,
-		  "SELECT id, event_id, section_id, quantity, customer, status, "
-		  "(extract(epoch FROM expires_at) * 1000000)::bigint "
-		  "FROM holds WHERE id = ANY($1::bigint[]) "
-		  "ORDER BY id FOR UPDATE" },
-	[SQL_LOCK_BOOKINGS] = { "lock_bookings", 1,
-				"SELECT id, event_id, section_id, quantity, status "
-				"FROM bookings WHERE id = ANY($1::bigint[]) "
-				"ORDER BY id FOR UPDATE" },
-	[SQL_EXPIRED_HOLDS] =
-		{ "expired_holds", 1,
-		  "SELECT id, event_id, section_id, quantity, customer, status, "
-		  "(extract(epoch FROM expires_at) * 1000000)::bigint "
-		  "FROM holds WHERE section_id = $1::bigint "
-		  "AND status = 'active' AND expires_at <= now() "
-		  "ORDER BY id FOR UPDATE" },
-	[SQL_PROCESSED] = { "processed", 1,
-			    "SELECT idempotency_key, fingerprint, status, reply "
-			    "FROM processed_requests "
-			    "WHERE idempotency_key = ANY($1::text[])" },
-	[SQL_EVENTS_EXIST] = { "events_exist", 1,
-			       "SELECT id FROM events "
-			       "WHERE id = ANY($1::bigint[])" },
-	[SQL_CUSTOMER_SEATS] =
-		{ "customer_seats", 2,
-		  "SELECT customer, sum(quantity)::bigint FROM ("
-		  " SELECT customer, quantity FROM bookings"
-		  " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
-		  " AND status = 'confirmed'"
-		  " UNION ALL"
-		  " SELECT customer, quantity FROM holds"
-		  " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
-		  " AND status = 'active' AND expires_at > now()"
-		  ") seats GROUP BY customer" },
-	[SQL_NEXT_EVENT_IDS] = { "next_event_ids", 1,
-				 "SELECT nextval('events_id_seq') "
-				 "FROM generate_series(1, $1::int)" },
-	[SQL_NEXT_SECTION_IDS] = { "next_section_ids", 1,
-				   "SELECT nextval('sections_id_seq') "
-				   "FROM generate_series(1, $1::int)" },
-	[SQL_NEXT_HOLD_IDS] = { "next_hold_ids", 1,
-				"SELECT nextval('holds_id_seq') "
-				"FROM generate_series(1, $1::int)" },
-	[SQL_NEXT_BOOKING_IDS] = { "next_booking_ids", 1,
-				   "SELECT nextval('bookings_id_seq') "
-				   "FROM generate_series(1, $1::int)" },
-	[SQL_INSERT_EVENTS] =
-		{ "insert_events", 4,
-		  "INSERT INTO events (id, name, venue, starts_at) "
-		  "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], "
-		  "$4::timestamptz[])" },
-	[SQL_INSERT_SECTIONS] =
-		{ "insert_sections", 5,
-		  "INSERT INTO sections (id, event_id, name, capacity, remaining) "
-		  "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], "
-		  "$4::int[], $5::int[])" },
-	[SQL_UPDATE_SECTIONS] =
-		{ "update_sections", 2,
-		  "UPDATE sections s SET remaining = v.remaining "
-		  "FROM unnest($1::bigint[], $2::int[]) AS v(id, remaining) "
-		  "WHERE s.id = v.id" },
-	[SQL_INSERT_HOLDS] =
-		{ "insert_holds", 8,
-		  "INSERT INTO holds (id, event_id, section_id, quantity, customer,"
-		  " status, expires_at, request_key, ended_at) "
-		  "SELECT id, event_id, section_id, quantity, customer, status,"
-		  " timestamptz 'epoch' + expires_us * interval '1 microsecond',"
-		  " request_key,"
-		  " CASE WHEN status = 'active' THEN NULL ELSE now() END "
-		  "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
-		  " $5::text[], $6::text[], $7::bigint[], $8::text[]) "
-		  "AS v(id, event_id, section_id, quantity, customer, status,"
-		  " expires_us, request_key)" },
-	[SQL_UPDATE_HOLDS] = { "update_holds", 2,
-			       "UPDATE holds h SET status = v.status, "
-			       "ended_at = now() "
-			       "FROM unnest($1::bigint[], $2::text[]) "
-			       "AS v(id, status) WHERE h.id = v.id" },
-	[SQL_INSERT_BOOKINGS] =
-		{ "insert_bookings", 7,
-		  "INSERT INTO bookings (id, event_id, section_id, quantity,"
-		  " customer, hold_id, request_key) "
-		  "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
-		  " $4::int[], $5::text[], $6::bigint[], $7::text[])" },
-	[SQL_CANCEL_BOOKINGS] = { "cancel_bookings", 1,
-				  "UPDATE bookings SET status = 'cancelled', "
-				  "cancelled_at = now() "
-				  "WHERE id = ANY($1::bigint[])" },
-	[SQL_INSERT_PROCESSED] =
-		{ "insert_processed", 6,
-		  "INSERT INTO processed_requests (idempotency_key, request_id,"
-		  " type, fingerprint, status, reply) "
-		  "SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-		  " $4::text[], $5::text[], $6::text[])" },
-	[SQL_REAP_CANDIDATES] = { "reap_candidates", 1,
-				  "SELECT DISTINCT section_id FROM ("
-				  " SELECT section_id FROM holds"
-				  " WHERE status = 'active' AND expires_at <= now()"
-				  " ORDER BY expires_at LIMIT $1::int) due" },
-	[SQL_REAP_LOCK_SECTIONS] = { "reap_lock_sections", 1,
-				     "SELECT id FROM sections "
-				     "WHERE id = ANY($1::bigint[]) "
-				     "ORDER BY id FOR UPDATE SKIP LOCKED" },
-	[SQL_REAP_EXPIRE] =
-		{ "reap_expire", 1,
-		  "WITH expired AS ("
-		  " UPDATE holds SET status = 'expired', ended_at = now()"
-		  " WHERE section_id = ANY($1::bigint[]) AND status = 'active'"
-		  " AND expires_at <= now()"
-		  " RETURNING section_id, quantity),"
-		  " returned AS ("
-		  " SELECT section_id, sum(quantity)::int AS seats"
-		  " FROM expired GROUP BY section_id),"
-		  " updated AS ("
-		  " UPDATE sections s SET remaining = s.remaining + r.seats"
-		  " FROM returned r WHERE s.id = r.section_id RETURNING s.id) "
-		  "SELECT count(*) FROM expired" },
+    [SQL_NOW] = {"now", 0,
+		 "SELECT (extract(epoch FROM now()) * 1000000)::bigint"},
+    [SQL_HOLD_SECTIONS] = {"hold_sections", 1,
+			   "SELECT id, section_id FROM holds "
+			   "WHERE id = ANY($1::bigint[])"},
+    [SQL_BOOKING_SECTIONS] = {"booking_sections", 1,
+			      "SELECT id, section_id FROM bookings "
+			      "WHERE id = ANY($1::bigint[])"},
+    [SQL_LOCK_SECTIONS] = {"lock_sections", 1,
+			   "SELECT id, event_id, capacity, remaining "
+			   "FROM sections WHERE id = ANY($1::bigint[]) "
+			   "ORDER BY id FOR UPDATE"},
+    [SQL_LOCK_HOLDS] =
+	{"lock_holds", 1,
+	 "SELECT id, event_id, section_id, quantity, customer, status, "
+	 "(extract(epoch FROM expires_at) * 1000000)::bigint "
+	 "FROM holds WHERE id = ANY($1::bigint[]) "
+	 "ORDER BY id FOR UPDATE"},
+    [SQL_LOCK_BOOKINGS] = {"lock_bookings", 1,
+			   "SELECT id, event_id, section_id, quantity, status "
+			   "FROM bookings WHERE id = ANY($1::bigint[]) "
+			   "ORDER BY id FOR UPDATE"},
+    [SQL_EXPIRED_HOLDS] =
+	{"expired_holds", 1,
+	 "SELECT id, event_id, section_id, quantity, customer, status, "
+	 "(extract(epoch FROM expires_at) * 1000000)::bigint "
+	 "FROM holds WHERE section_id = $1::bigint "
+	 "AND status = 'active' AND expires_at <= now() "
+	 "ORDER BY id FOR UPDATE"},
+    [SQL_PROCESSED] = {"processed", 1,
+		       "SELECT idempotency_key, fingerprint, status, reply "
+		       "FROM processed_requests "
+		       "WHERE idempotency_key = ANY($1::text[])"},
+    [SQL_EVENTS_EXIST] = {"events_exist", 1,
+			  "SELECT id FROM events "
+			  "WHERE id = ANY($1::bigint[])"},
+    [SQL_CUSTOMER_SEATS] =
+	{"customer_seats", 2,
+	 "SELECT customer, sum(quantity)::bigint FROM ("
+	 " SELECT customer, quantity FROM bookings"
+	 " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
+	 " AND status = 'confirmed'"
+	 " UNION ALL"
+	 " SELECT customer, quantity FROM holds"
+	 " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
+	 " AND status = 'active' AND expires_at > now()"
+	 ") seats GROUP BY customer"},
+    [SQL_NEXT_EVENT_IDS] = {"next_event_ids", 1,
+			    "SELECT nextval('events_id_seq') "
+			    "FROM generate_series(1, $1::int)"},
+    [SQL_NEXT_SECTION_IDS] = {"next_section_ids", 1,
+			      "SELECT nextval('sections_id_seq') "
+			      "FROM generate_series(1, $1::int)"},
+    [SQL_NEXT_HOLD_IDS] = {"next_hold_ids", 1,
+			   "SELECT nextval('holds_id_seq') "
+			   "FROM generate_series(1, $1::int)"},
+    [SQL_NEXT_BOOKING_IDS] = {"next_booking_ids", 1,
+			      "SELECT nextval('bookings_id_seq') "
+			      "FROM generate_series(1, $1::int)"},
+    [SQL_INSERT_EVENTS] =
+	{"insert_events", 4,
+	 "INSERT INTO events (id, name, venue, starts_at) "
+	 "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], "
+	 "$4::timestamptz[])"},
+    [SQL_INSERT_SECTIONS] =
+	{"insert_sections", 5,
+	 "INSERT INTO sections (id, event_id, name, capacity, remaining) "
+	 "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], "
+	 "$4::int[], $5::int[])"},
+    [SQL_UPDATE_SECTIONS] =
+	{"update_sections", 2,
+	 "UPDATE sections s SET remaining = v.remaining "
+	 "FROM unnest($1::bigint[], $2::int[]) AS v(id, remaining) "
+	 "WHERE s.id = v.id"},
+    [SQL_INSERT_HOLDS] =
+	{"insert_holds", 8,
+	 "INSERT INTO holds (id, event_id, section_id, quantity, customer,"
+	 " status, expires_at, request_key, ended_at) "
+	 "SELECT id, event_id, section_id, quantity, customer, status,"
+	 " timestamptz 'epoch' + expires_us * interval '1 microsecond',"
+	 " request_key,"
+	 " CASE WHEN status = 'active' THEN NULL ELSE now() END "
+	 "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
+	 " $5::text[], $6::text[], $7::bigint[], $8::text[]) "
+	 "AS v(id, event_id, section_id, quantity, customer, status,"
+	 " expires_us, request_key)"},
+    [SQL_UPDATE_HOLDS] = {"update_holds", 2,
+			  "UPDATE holds h SET status = v.status, "
+			  "ended_at = now() "
+			  "FROM unnest($1::bigint[], $2::text[]) "
+			  "AS v(id, status) WHERE h.id = v.id"},
+    [SQL_INSERT_BOOKINGS] =
+	{"insert_bookings", 7,
+	 "INSERT INTO bookings (id, event_id, section_id, quantity,"
+	 " customer, hold_id, request_key) "
+	 "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
+	 " $4::int[], $5::text[], $6::bigint[], $7::text[])"},
+    [SQL_CANCEL_BOOKINGS] = {"cancel_bookings", 1,
+			     "UPDATE bookings SET status = 'cancelled', "
+			     "cancelled_at = now() "
+			     "WHERE id = ANY($1::bigint[])"},
+    [SQL_INSERT_PROCESSED] =
+	{"insert_processed", 6,
+	 "INSERT INTO processed_requests (idempotency_key, request_id,"
+	 " type, fingerprint, status, reply) "
+	 "SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+	 " $4::text[], $5::text[], $6::text[])"},
+    [SQL_REAP_CANDIDATES] = {"reap_candidates", 1,
+			     "SELECT DISTINCT section_id FROM ("
+			     " SELECT section_id FROM holds"
+			     " WHERE status = 'active' AND expires_at <= now()"
+			     " ORDER BY expires_at LIMIT $1::int) due"},
+    [SQL_REAP_LOCK_SECTIONS] = {"reap_lock_sections", 1,
+				"SELECT id FROM sections "
+				"WHERE id = ANY($1::bigint[]) "
+				"ORDER BY id FOR UPDATE SKIP LOCKED"},
+    [SQL_REAP_EXPIRE] =
+	{"reap_expire", 1,
+	 "WITH expired AS ("
+	 " UPDATE holds SET status = 'expired', ended_at = now()"
+	 " WHERE section_id = ANY($1::bigint[]) AND status = 'active'"
+	 " AND expires_at <= now()"
+	 " RETURNING section_id, quantity),"
+	 " returned AS ("
+	 " SELECT section_id, sum(quantity)::int AS seats"
+	 " FROM expired GROUP BY section_id),"
+	 " updated AS ("
+	 " UPDATE sections s SET remaining = s.remaining + r.seats"
+	 " FROM returned r WHERE s.id = r.section_id RETURNING s.id) "
+	 "SELECT count(*) FROM expired"},
 };
 
 /* ------------------------------------------------------ the connection */
@@ -241,15 +241,16 @@ int store_connect(struct store *st, char *errstr, size_t errstr_size)
 	{
 		/* connect_timeout first, so that one in conninfo wins: a
 		 * database that does not answer must not hang a worker. */
-		const char *const keywords[] = { "connect_timeout", "dbname",
-						 "application_name", NULL };
-		const char *const values[] = { "5", st->conninfo, "ticketd",
-					       NULL };
+		const char *const keywords[] = {"connect_timeout", "dbname",
+						"application_name", NULL};
+		const char *const values[] = {"5", st->conninfo, "ticketd",
+					      NULL};
 
 		st->conn = PQconnectdbParams(keywords, values, 1);
 	}
 	if (PQstatus(st->conn) != CONNECTION_OK) {
-		snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s",
+		snprintf(errstr, errstr_size,
+			 "cannot connect to PostgreSQL: %s",
 			 PQerrorMessage(st->conn));
 		goto fail;
 	}
@@ -277,8 +278,8 @@ static enum store_result classify(struct store *st, PGresult *res,
 				  const char *what, char *errstr,
 				  size_t errstr_size)
 {
-	const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) :
-				     NULL;
+	const char *sqlstate =
+	    res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
 	snprintf(errstr, errstr_size, "%s: %s%s%s", what,
 		 sqlstate ? sqlstate : "", sqlstate ? " " : "",
@@ -294,8 +295,8 @@ static enum store_result classify(struct store *st, PGresult *res,
 	return STORE_FAILED;
 }
 
-static enum store_result simple(struct store *st, const char *sql,
-				char *errstr, size_t errstr_size)
+static enum store_result simple(struct store *st, const char *sql, char *errstr,
+				size_t errstr_size)
 {
 	PGresult *res = PQexec(st->conn, sql);
 	enum store_result rc = STORE_OK;
@@ -449,8 +450,8 @@ enum hold_status {
 	HOLD_EXPIRED_STATUS,
 };
 
-static const char *const hold_status_names[] = { "active", "confirmed",
-						 "released", "expired" };
+static const char *const hold_status_names[] = {"active", "confirmed",
+						"released", "expired"};
 
 struct section_row {
 	int64_t id;
@@ -459,7 +460,7 @@ struct section_row {
 	int remaining;
 	int initial_remaining;
 	int is_new;
-	const char *name; /* new sections only: points into the request */
+	const char *name;   /* new sections only: points into the request */
 	int expired_loaded; /* its expired holds are in the batch already */
 };
 
@@ -660,12 +661,11 @@ static int holds_add_rows(struct batch *b, PGresult *res)
 static enum store_result ids_reserve(struct batch *b, enum id_kind kind,
 				     size_t n, char *errstr, size_t errstr_size)
 {
-	static const enum statement which[] = { SQL_NEXT_EVENT_IDS,
-						SQL_NEXT_SECTION_IDS,
-						SQL_NEXT_HOLD_IDS,
-						SQL_NEXT_BOOKING_IDS };
+	static const enum statement which[] = {
+	    SQL_NEXT_EVENT_IDS, SQL_NEXT_SECTION_IDS, SQL_NEXT_HOLD_IDS,
+	    SQL_NEXT_BOOKING_IDS};
 	char count[24];
-	const char *params[1] = { count };
+	const char *params[1] = {count};
 	PGresult *res = NULL;
 	enum store_result rc;
 
@@ -714,7 +714,7 @@ static enum store_result read_owner_sections(struct batch *b,
 					     size_t n, struct pgarray *sections,
 					     char *errstr, size_t errstr_size)
 {
-	struct pgarray hold_ids = { 0 }, booking_ids = { 0 };
+	struct pgarray hold_ids = {0}, booking_ids = {0};
 	enum store_result rc = STORE_OK;
 	PGresult *res = NULL;
 
@@ -726,11 +726,11 @@ static enum store_result read_owner_sections(struct batch *b,
 			pgarray_int(&booking_ids, reqs[i]->booking_id);
 	}
 	if (hold_ids.count) {
-		const char *params[1] = { pgarray_done(&hold_ids) };
+		const char *params[1] = {pgarray_done(&hold_ids)};
 
 		rc = params[0] ? run(b->st, SQL_HOLD_SECTIONS, params, &res,
-				     errstr, errstr_size) :
-				 STORE_FAILED;
+				     errstr, errstr_size)
+			       : STORE_FAILED;
 		if (rc != STORE_OK)
 			goto done;
 		for (int r = 0; r < PQntuples(res); r++)
@@ -739,11 +739,11 @@ static enum store_result read_owner_sections(struct batch *b,
 		res = NULL;
 	}
 	if (booking_ids.count) {
-		const char *params[1] = { pgarray_done(&booking_ids) };
+		const char *params[1] = {pgarray_done(&booking_ids)};
 
 		rc = params[0] ? run(b->st, SQL_BOOKING_SECTIONS, params, &res,
-				     errstr, errstr_size) :
-				 STORE_FAILED;
+				     errstr, errstr_size)
+			       : STORE_FAILED;
 		if (rc != STORE_OK)
 			goto done;
 		for (int r = 0; r < PQntuples(res); r++)
@@ -761,7 +761,7 @@ static enum store_result lock_sections(struct batch *b,
 				       struct request *const *reqs, size_t n,
 				       char *errstr, size_t errstr_size)
 {
-	struct pgarray ids = { 0 };
+	struct pgarray ids = {0};
 	enum store_result rc;
 	PGresult *res = NULL;
 	const char *params[1];
@@ -770,7 +770,8 @@ static enum store_result lock_sections(struct batch *b,
 	if (rc != STORE_OK)
 		goto done;
 	for (size_t i = 0; i < n; i++) {
-		if (reqs[i]->type == REQUEST_BOOK || reqs[i]->type == REQUEST_HOLD)
+		if (reqs[i]->type == REQUEST_BOOK ||
+		    reqs[i]->type == REQUEST_HOLD)
 			pgarray_int(&ids, reqs[i]->section_id);
 	}
 	if (ids.count == 0)
@@ -808,7 +809,7 @@ static enum store_result lock_named_rows(struct batch *b,
 					 struct request *const *reqs, size_t n,
 					 char *errstr, size_t errstr_size)
 {
-	struct pgarray hold_ids = { 0 }, booking_ids = { 0 };
+	struct pgarray hold_ids = {0}, booking_ids = {0};
 	enum store_result rc = STORE_OK;
 	PGresult *res = NULL;
 
@@ -820,7 +821,7 @@ static enum store_result lock_named_rows(struct batch *b,
 			pgarray_int(&booking_ids, reqs[i]->booking_id);
 	}
 	if (hold_ids.count) {
-		const char *params[1] = { pgarray_done(&hold_ids) };
+		const char *params[1] = {pgarray_done(&hold_ids)};
 
 		rc = run(b->st, SQL_LOCK_HOLDS, params, &res, errstr,
 			 errstr_size);
@@ -834,7 +835,7 @@ static enum store_result lock_named_rows(struct batch *b,
 			goto done;
 	}
 	if (booking_ids.count) {
-		const char *params[1] = { pgarray_done(&booking_ids) };
+		const char *params[1] = {pgarray_done(&booking_ids)};
 
 		rc = run(b->st, SQL_LOCK_BOOKINGS, params, &res, errstr,
 			 errstr_size);
@@ -856,7 +857,7 @@ static enum store_result lock_named_rows(struct batch *b,
 			bk->section_id = field_int(res, r, 2);
 			bk->quantity = (int)field_int(res, r, 3);
 			bk->cancelled =
-				strcmp(PQgetvalue(res, r, 4), "cancelled") == 0;
+			    strcmp(PQgetvalue(res, r, 4), "cancelled") == 0;
 			bk->initial_cancelled = bk->cancelled;
 		}
 		PQclear(res);
@@ -872,7 +873,7 @@ static enum store_result read_processed(struct batch *b,
 					struct request *const *reqs, size_t n,
 					char *errstr, size_t errstr_size)
 {
-	struct pgarray keys = { 0 };
+	struct pgarray keys = {0};
 	enum store_result rc;
 	PGresult *res = NULL;
 	const char *params[1];
@@ -888,7 +889,8 @@ static enum store_result read_processed(struct batch *b,
 	pgarray_free(&keys);
 	if (rc != STORE_OK)
 		return rc;
-	b->processed = calloc((size_t)PQntuples(res) + 1, sizeof(*b->processed));
+	b->processed =
+	    calloc((size_t)PQntuples(res) + 1, sizeof(*b->processed));
 	if (!b->processed) {
 		PQclear(res);
 		return STORE_FAILED;
@@ -914,7 +916,7 @@ static enum store_result read_events(struct batch *b,
 				     struct request *const *reqs, size_t n,
 				     char *errstr, size_t errstr_size)
 {
-	struct pgarray ids = { 0 };
+	struct pgarray ids = {0};
 	enum store_result rc = STORE_OK;
 	PGresult *res = NULL;
 	const char *params[1];
@@ -922,7 +924,8 @@ static enum store_result read_events(struct batch *b,
 	for (size_t i = 0; i < n; i++) {
 		struct section_row *s;
 
-		if (reqs[i]->type != REQUEST_BOOK && reqs[i]->type != REQUEST_HOLD)
+		if (reqs[i]->type != REQUEST_BOOK &&
+		    reqs[i]->type != REQUEST_HOLD)
 			continue;
 		s = section_find(b, reqs[i]->section_id);
 		if (!s || s->event_id != reqs[i]->event_id)
@@ -932,8 +935,8 @@ static enum store_result read_events(struct batch *b,
 		goto done;
 	params[0] = pgarray_done(&ids);
 	rc = params[0] ? run(b->st, SQL_EVENTS_EXIST, params, &res, errstr,
-			     errstr_size) :
-			 STORE_FAILED;
+			     errstr_size)
+		       : STORE_FAILED;
 	if (rc != STORE_OK)
 		goto done;
 	b->known_events = calloc((size_t)PQntuples(res) + 1, sizeof(int64_t));
@@ -960,7 +963,7 @@ static enum store_result read_customer_seats(struct batch *b,
 		return STORE_OK;
 	for (size_t i = 0; i < n; i++) {
 		const struct request *req = reqs[i];
-		struct pgarray customers = { 0 };
+		struct pgarray customers = {0};
 		char event[24];
 		const char *params[2];
 		PGresult *res = NULL;
@@ -971,7 +974,8 @@ static enum store_result read_customer_seats(struct batch *b,
 			continue;
 		for (size_t j = 0; j < b->customer_count; j++) {
 			if (b->customers[j].event_id == req->event_id &&
-			    strcmp(b->customers[j].customer, req->customer) == 0)
+			    strcmp(b->customers[j].customer, req->customer) ==
+				0)
 				seen = 1;
 		}
 		if (seen)
@@ -981,8 +985,8 @@ static enum store_result read_customer_seats(struct batch *b,
 		params[0] = event;
 		params[1] = pgarray_done(&customers);
 		rc = params[1] ? run(b->st, SQL_CUSTOMER_SEATS, params, &res,
-				     errstr, errstr_size) :
-				 STORE_FAILED;
+				     errstr, errstr_size)
+			       : STORE_FAILED;
 		pgarray_free(&customers);
 		if (rc != STORE_OK)
 			return rc;
@@ -992,9 +996,10 @@ static enum store_result read_customer_seats(struct batch *b,
 			return STORE_FAILED;
 		}
 		b->customers[b->customer_count].event_id = req->event_id;
-		b->customers[b->customer_count].customer = strdup(req->customer);
+		b->customers[b->customer_count].customer =
+		    strdup(req->customer);
 		b->customers[b->customer_count].seats =
-			PQntuples(res) ? field_int(res, 0, 1) : 0;
+		    PQntuples(res) ? field_int(res, 0, 1) : 0;
 		PQclear(res);
 		if (!b->customers[b->customer_count].customer)
 			return STORE_FAILED;
@@ -1023,7 +1028,7 @@ static enum store_result reclaim_expired(struct batch *b, struct section_row *s,
 					 char *errstr, size_t errstr_size)
 {
 	char id[24];
-	const char *params[1] = { id };
+	const char *params[1] = {id};
 	PGresult *res = NULL;
 	enum store_result rc;
 
@@ -1053,7 +1058,8 @@ static enum store_result reclaim_expired(struct batch *b, struct section_row *s,
 
 /* ----------------------------------------------------- deciding phase */
 
-static enum store_result decide_seats(struct batch *b, const struct request *req,
+static enum store_result decide_seats(struct batch *b,
+				      const struct request *req,
 				      struct reply *reply, char *errstr,
 				      size_t errstr_size)
 {
@@ -1149,16 +1155,16 @@ static enum store_result decide_seats(struct batch *b, const struct request *req
 	return STORE_OK;
 }
 
-static enum store_result decide_hold_end(struct batch *b,
-					 const struct request *req,
-					 struct reply *reply)
+static enum store_result
+decide_hold_end(struct batch *b, const struct request *req, struct reply *reply)
 {
 	struct hold_row *h = hold_find(b, req->hold_id);
 	struct section_row *s;
 
 	if (!h) {
 		reply_set_error(reply, ERROR_HOLD_NOT_FOUND,
-				"hold %" PRId64 " does not exist", req->hold_id);
+				"hold %" PRId64 " does not exist",
+				req->hold_id);
 		return STORE_OK;
 	}
 	s = section_find(b, h->section_id);
@@ -1216,9 +1222,8 @@ static enum store_result decide_hold_end(struct batch *b,
 	return STORE_OK;
 }
 
-static enum store_result decide_cancel(struct batch *b,
-				       const struct request *req,
-				       struct reply *reply)
+static enum store_result
+decide_cancel(struct batch *b, const struct request *req, struct reply *reply)
 {
 	struct booking_row *bk = booking_find(b, req->booking_id);
 	struct section_row *s;
@@ -1293,7 +1298,7 @@ static enum store_result reserve_ids(struct batch *b,
 				     struct request *const *reqs, size_t n,
 				     char *errstr, size_t errstr_size)
 {
-	size_t counts[4] = { 0 };
+	size_t counts[4] = {0};
 	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < n; i++) {
@@ -1346,8 +1351,8 @@ static void arrays_free(struct pgarray *arrays, int count)
 static enum store_result write_events(struct batch *b, char *errstr,
 				      size_t errstr_size)
 {
-	struct pgarray ev[4] = { { 0 } };
-	struct pgarray sec[5] = { { 0 } };
+	struct pgarray ev[4] = {{0}};
+	struct pgarray sec[5] = {{0}};
 	enum store_result rc;
 
 	if (b->event_count == 0)
@@ -1383,7 +1388,7 @@ static enum store_result write_events(struct batch *b, char *errstr,
 static enum store_result write_sections(struct batch *b, char *errstr,
 					size_t errstr_size)
 {
-	struct pgarray a[2] = { { 0 } };
+	struct pgarray a[2] = {{0}};
 	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < b->section_count; i++) {
@@ -1404,8 +1409,8 @@ static enum store_result write_sections(struct batch *b, char *errstr,
 static enum store_result write_holds(struct batch *b, char *errstr,
 				     size_t errstr_size)
 {
-	struct pgarray ins[8] = { { 0 } };
-	struct pgarray upd[2] = { { 0 } };
+	struct pgarray ins[8] = {{0}};
+	struct pgarray upd[2] = {{0}};
 	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < b->hold_count; i++) {
@@ -1439,8 +1444,8 @@ static enum store_result write_holds(struct batch *b, char *errstr,
 static enum store_result write_bookings(struct batch *b, char *errstr,
 					size_t errstr_size)
 {
-	struct pgarray ins[7] = { { 0 } };
-	struct pgarray cancelled[1] = { { 0 } };
+	struct pgarray ins[7] = {{0}};
+	struct pgarray cancelled[1] = {{0}};
 	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < b->booking_count; i++) {
@@ -1483,12 +1488,13 @@ static enum store_result write_processed(struct batch *b,
 					 const struct store_outcome *out,
 					 char *errstr, size_t errstr_size)
 {
-	struct pgarray a[6] = { { 0 } };
+	struct pgarray a[6] = {{0}};
 	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < n; i++) {
 		/* Replays and conflicts add nothing: the record is there. */
-		if (out[i].replayed || out[i].error == ERROR_IDEMPOTENCY_CONFLICT)
+		if (out[i].replayed ||
+		    out[i].error == ERROR_IDEMPOTENCY_CONFLICT)
 			continue;
 		pgarray_text(&a[0], reqs[i]->idempotency_key);
 		pgarray_text(&a[1], reqs[i]->request_id);
@@ -1543,7 +1549,8 @@ static int answer_repeat(struct batch *b, struct request *const *reqs, size_t i,
 		}
 	}
 	for (size_t j = 0; !fingerprint && j < i; j++) {
-		if (strcmp(reqs[j]->idempotency_key, req->idempotency_key) == 0 &&
+		if (strcmp(reqs[j]->idempotency_key, req->idempotency_key) ==
+			0 &&
 		    !out[j].replayed &&
 		    out[j].error != ERROR_IDEMPOTENCY_CONFLICT) {
 			fingerprint = reqs[j]->fingerprint;
@@ -1554,15 +1561,16 @@ static int answer_repeat(struct batch *b, struct request *const *reqs, size_t i,
 	if (!fingerprint)
 		return 0;
 	if (strcmp(fingerprint, req->fingerprint) != 0) {
-		struct reply reply = { .remaining = -1 };
+		struct reply reply = {.remaining = -1};
 
-		reply_set_error(&reply, ERROR_IDEMPOTENCY_CONFLICT,
-				"idempotency key %s was used for a different request",
-				req->idempotency_key);
+		reply_set_error(
+		    &reply, ERROR_IDEMPOTENCY_CONFLICT,
+		    "idempotency key %s was used for a different request",
+		    req->idempotency_key);
 		out[i].status = reply.status;
 		out[i].error = reply.error;
 		out[i].reply_json = reply_to_json(
-			req->request_id, request_type_name(req->type), &reply);
+		    req->request_id, request_type_name(req->type), &reply);
 		return 1;
 	}
 	out[i].status = status;
@@ -1578,7 +1586,7 @@ static enum store_result decide_all(struct batch *b,
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct request *req = reqs[i];
-		struct reply reply = { .remaining = -1 };
+		struct reply reply = {.remaining = -1};
 		enum store_result rc = STORE_OK;
 
 		if (answer_repeat(b, reqs, i, out)) {
@@ -1609,9 +1617,8 @@ static enum store_result decide_all(struct batch *b,
 			out[i].status = reply.status;
 			out[i].error = reply.error;
 			out[i].reply_json =
-				reply_to_json(req->request_id,
-					      request_type_name(req->type),
-					      &reply);
+			    reply_to_json(req->request_id,
+					  request_type_name(req->type), &reply);
 			if (!out[i].reply_json)
 				rc = STORE_FAILED;
 		}
@@ -1627,7 +1634,7 @@ enum store_result store_execute_batch(struct store *st,
 				      struct store_outcome *out, char *errstr,
 				      size_t errstr_size)
 {
-	struct batch b = { .st = st };
+	struct batch b = {.st = st};
 	enum store_result rc;
 	PGresult *res = NULL;
 
@@ -1647,23 +1654,24 @@ enum store_result store_execute_batch(struct store *st,
 	b.now_us = field_int(res, 0, 0);
 	PQclear(res);
 
-	if ((rc = lock_sections(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
+	if ((rc = lock_sections(&b, reqs, n, errstr, errstr_size)) !=
+		STORE_OK ||
 	    (rc = lock_named_rows(&b, reqs, n, errstr, errstr_size)) !=
-		    STORE_OK ||
+		STORE_OK ||
 	    (rc = read_processed(&b, reqs, n, errstr, errstr_size)) !=
-		    STORE_OK ||
+		STORE_OK ||
 	    (rc = read_events(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
 	    (rc = read_customer_seats(&b, reqs, n, errstr, errstr_size)) !=
-		    STORE_OK ||
+		STORE_OK ||
 	    (rc = reserve_ids(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
 	    (rc = decide_all(&b, reqs, n, out, errstr, errstr_size)) !=
-		    STORE_OK ||
+		STORE_OK ||
 	    (rc = write_events(&b, errstr, errstr_size)) != STORE_OK ||
 	    (rc = write_sections(&b, errstr, errstr_size)) != STORE_OK ||
 	    (rc = write_holds(&b, errstr, errstr_size)) != STORE_OK ||
 	    (rc = write_bookings(&b, errstr, errstr_size)) != STORE_OK ||
 	    (rc = write_processed(&b, reqs, n, out, errstr, errstr_size)) !=
-		    STORE_OK)
+		STORE_OK)
 		goto fail;
 
 	rc = simple(st, "COMMIT", errstr, errstr_size);
@@ -1693,7 +1701,7 @@ enum store_result store_reap_expired_holds(struct store *st, int batch_max,
 					   int *reaped, char *errstr,
 					   size_t errstr_size)
 {
-	struct pgarray ids = { 0 }, locked = { 0 };
+	struct pgarray ids = {0}, locked = {0};
 	char limit[24];
 	const char *params[1];
 	PGresult *res = NULL;
@@ -1724,8 +1732,8 @@ enum store_result store_reap_expired_holds(struct store *st, int batch_max,
 	 * itself when it needs the seats. */
 	params[0] = pgarray_done(&ids);
 	rc = params[0] ? run(st, SQL_REAP_LOCK_SECTIONS, params, &res, errstr,
-			     errstr_size) :
-			 STORE_FAILED;
+			     errstr_size)
+		       : STORE_FAILED;
 	if (rc != STORE_OK)
 		goto fail;
 	for (int r = 0; r < PQntuples(res); r++)
@@ -1735,9 +1743,9 @@ enum store_result store_reap_expired_holds(struct store *st, int batch_max,
 	if (locked.count == 0)
 		goto commit;
 	params[0] = pgarray_done(&locked);
-	rc = params[0] ? run(st, SQL_REAP_EXPIRE, params, &res, errstr,
-			     errstr_size) :
-			 STORE_FAILED;
+	rc = params[0]
+		 ? run(st, SQL_REAP_EXPIRE, params, &res, errstr, errstr_size)
+		 : STORE_FAILED;
 	if (rc != STORE_OK)
 		goto fail;
 	*reaped = (int)field_int(res, 0, 0);
@@ -1764,65 +1772,64 @@ fail:
 /* ------------------------------------------------- the query endpoint */
 
 static const struct statement_text views[STORE_VIEW_COUNT] = {
-	[STORE_VIEW_EVENTS] = {
-		"view_events", 2,
-		"WITH page AS ("
-		" SELECT id, name, venue, starts_at FROM events"
-		" WHERE id > $1::bigint ORDER BY id LIMIT $2::int) "
-		"SELECT json_build_object("
-		" 'events', coalesce(json_agg(page ORDER BY id), '[]'::json),"
-		" 'next', CASE WHEN count(*) = $2::int THEN max(id)::text END"
-		")::text FROM page" },
-	[STORE_VIEW_EVENT] = {
-		"view_event", 1,
-		"SELECT json_build_object("
-		" 'id', e.id, 'name', e.name, 'venue', e.venue,"
-		" 'starts_at', e.starts_at,"
-		" 'sections', coalesce((SELECT json_agg(json_build_object("
-		"  'id', s.id, 'name', s.name, 'capacity', s.capacity,"
-		"  'remaining', s.remaining,"
-		"  'booked', (SELECT coalesce(sum(quantity), 0) FROM bookings b"
-		"   WHERE b.section_id = s.id AND b.status = 'confirmed'),"
-		"  'held', (SELECT coalesce(sum(quantity), 0) FROM holds h"
-		"   WHERE h.section_id = s.id AND h.status = 'active')"
-		" ) ORDER BY s.id) FROM sections s WHERE s.event_id = e.id),"
-		" '[]'::json))::text "
-		"FROM events e WHERE e.id = $1::bigint" },
-	[STORE_VIEW_BOOKINGS] = {
-		"view_bookings", 5,
-		"WITH page AS ("
-		" SELECT id, event_id, section_id, quantity, customer, status,"
-		" hold_id, created_at, cancelled_at FROM bookings"
-		" WHERE ($1::bigint IS NULL OR event_id = $1::bigint)"
-		" AND ($2::bigint IS NULL OR section_id = $2::bigint)"
-		" AND ($3::text IS NULL OR customer = $3::text)"
-		" AND id > $4::bigint ORDER BY id LIMIT $5::int) "
-		"SELECT json_build_object("
-		" 'bookings', coalesce(json_agg(page ORDER BY id), '[]'::json),"
-		" 'next', CASE WHEN count(*) = $5::int THEN max(id)::text END"
-		")::text FROM page" },
-	[STORE_VIEW_BOOKING] = {
-		"view_booking", 1,
-		"SELECT row_to_json(b)::text FROM ("
-		" SELECT id, event_id, section_id, quantity, customer, status,"
-		" hold_id, created_at, cancelled_at FROM bookings"
-		" WHERE id = $1::bigint) b" },
-	[STORE_VIEW_HOLD] = {
-		"view_hold", 1,
-		"SELECT row_to_json(h)::text FROM ("
-		" SELECT id, event_id, section_id, quantity, customer,"
-		" CASE WHEN status = 'active' AND expires_at <= now()"
-		"  THEN 'expired' ELSE status END AS status,"
-		" expires_at, created_at, ended_at FROM holds"
-		" WHERE id = $1::bigint) h" },
-	[STORE_VIEW_REQUEST] = {
-		"view_request", 1,
-		"SELECT json_build_object("
-		" 'request_id', request_id, 'idempotency_key', idempotency_key,"
-		" 'type', type, 'status', status, 'processed_at', processed_at,"
-		" 'reply', reply::json)::text "
-		"FROM processed_requests WHERE request_id = $1::text "
-		"ORDER BY processed_at DESC LIMIT 1" },
+    [STORE_VIEW_EVENTS] =
+	{"view_events", 2,
+	 "WITH page AS ("
+	 " SELECT id, name, venue, starts_at FROM events"
+	 " WHERE id > $1::bigint ORDER BY id LIMIT $2::int) "
+	 "SELECT json_build_object("
+	 " 'events', coalesce(json_agg(page ORDER BY id), '[]'::json),"
+	 " 'next', CASE WHEN count(*) = $2::int THEN max(id)::text END"
+	 ")::text FROM page"},
+    [STORE_VIEW_EVENT] =
+	{"view_event", 1,
+	 "SELECT json_build_object("
+	 " 'id', e.id, 'name', e.name, 'venue', e.venue,"
+	 " 'starts_at', e.starts_at,"
+	 " 'sections', coalesce((SELECT json_agg(json_build_object("
+	 "  'id', s.id, 'name', s.name, 'capacity', s.capacity,"
+	 "  'remaining', s.remaining,"
+	 "  'booked', (SELECT coalesce(sum(quantity), 0) FROM bookings b"
+	 "   WHERE b.section_id = s.id AND b.status = 'confirmed'),"
+	 "  'held', (SELECT coalesce(sum(quantity), 0) FROM holds h"
+	 "   WHERE h.section_id = s.id AND h.status = 'active')"
+	 " ) ORDER BY s.id) FROM sections s WHERE s.event_id = e.id),"
+	 " '[]'::json))::text "
+	 "FROM events e WHERE e.id = $1::bigint"},
+    [STORE_VIEW_BOOKINGS] =
+	{"view_bookings", 5,
+	 "WITH page AS ("
+	 " SELECT id, event_id, section_id, quantity, customer, status,"
+	 " hold_id, created_at, cancelled_at FROM bookings"
+	 " WHERE ($1::bigint IS NULL OR event_id = $1::bigint)"
+	 " AND ($2::bigint IS NULL OR section_id = $2::bigint)"
+	 " AND ($3::text IS NULL OR customer = $3::text)"
+	 " AND id > $4::bigint ORDER BY id LIMIT $5::int) "
+	 "SELECT json_build_object("
+	 " 'bookings', coalesce(json_agg(page ORDER BY id), '[]'::json),"
+	 " 'next', CASE WHEN count(*) = $5::int THEN max(id)::text END"
+	 ")::text FROM page"},
+    [STORE_VIEW_BOOKING] =
+	{"view_booking", 1,
+	 "SELECT row_to_json(b)::text FROM ("
+	 " SELECT id, event_id, section_id, quantity, customer, status,"
+	 " hold_id, created_at, cancelled_at FROM bookings"
+	 " WHERE id = $1::bigint) b"},
+    [STORE_VIEW_HOLD] = {"view_hold", 1,
+			 "SELECT row_to_json(h)::text FROM ("
+			 " SELECT id, event_id, section_id, quantity, customer,"
+			 " CASE WHEN status = 'active' AND expires_at <= now()"
+			 "  THEN 'expired' ELSE status END AS status,"
+			 " expires_at, created_at, ended_at FROM holds"
+			 " WHERE id = $1::bigint) h"},
+    [STORE_VIEW_REQUEST] =
+	{"view_request", 1,
+	 "SELECT json_build_object("
+	 " 'request_id', request_id, 'idempotency_key', idempotency_key,"
+	 " 'type', type, 'status', status, 'processed_at', processed_at,"
+	 " 'reply', reply::json)::text "
+	 "FROM processed_requests WHERE request_id = $1::text "
+	 "ORDER BY processed_at DESC LIMIT 1"},
 };
 
 enum store_result store_view(struct store *st, enum store_view view,

@@ -14,12 +14,13 @@ struct store;
 
 enum store_result {
 	STORE_OK = 0,
-	STORE_RETRY,	    /* serialization failure, deadlock, key race: run again */
+	STORE_RETRY, /* serialization failure, deadlock, key race: run again */
 	STORE_DISCONNECTED, /* the connection is gone: reconnect, run again */
 	STORE_FAILED,	    /* the database refused something in the batch */
 };
 
-/* What one request came to. reply_json is heap; store_outcome_clear frees it. */
+/* What one request came to. reply_json is heap; store_outcome_clear frees it.
+ */
 struct store_outcome {
 	enum reply_status status;
 	enum request_error_code error;
@@ -32,14 +33,15 @@ struct store_limits {
 };
 
 /* A store for conninfo, not yet connected. NULL when out of memory. */
-struct store *store_new(const char *conninfo, const struct store_limits *limits);
+struct store *store_new(const char *conninfo,
+			const struct store_limits *limits);
 
 /* Free st and close its connection. */
 void store_free(struct store *st);
 
 /* (Re)connect and prepare every statement. 0, or -1 with errstr. */
 int store_connect(struct store *st, char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 int store_connected(const struct store *st);
 

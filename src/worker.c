@@ -34,10 +34,10 @@ struct worker {
 	int db_down;
 	int64_t db_down_since_us;
 	int64_t db_last_log_us;
-	struct job **batch;		/* batch_max entries */
-	struct request *parsed;		/* batch_max entries, batch[i]'s request */
-	struct request **reqs;		/* batch_max entries */
-	struct job **valid_jobs;	/* batch_max entries */
+	struct job **batch;	 /* batch_max entries */
+	struct request *parsed;	 /* batch_max entries, batch[i]'s request */
+	struct request **reqs;	 /* batch_max entries */
+	struct job **valid_jobs; /* batch_max entries */
 	struct store_outcome *outcomes; /* batch_max entries */
 };
 
@@ -53,7 +53,7 @@ struct worker_pool {
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -73,8 +73,8 @@ static uint32_t hash_bytes(const void *data, size_t len)
 
 void worker_pool_dispatch(struct worker_pool *pool, struct job *job)
 {
-	uint32_t h = job->key ? hash_bytes(job->key, job->key_len) :
-				(uint32_t)job->partition;
+	uint32_t h = job->key ? hash_bytes(job->key, job->key_len)
+			      : (uint32_t)job->partition;
 	struct worker *w = &pool->workers[h % (uint32_t)pool->count];
 
 	job->next = NULL;
@@ -144,10 +144,10 @@ static void set_db_down(struct worker *w, int down, const char *why)
 			 w->index, why);
 	} else if (down && now - w->db_last_log_us > 30000000) {
 		w->db_last_log_us = now;
-		log_warn("worker %d: database still unavailable after %llds: %s",
-			 w->index,
-			 (long long)((now - w->db_down_since_us) / 1000000),
-			 why);
+		log_warn(
+		    "worker %d: database still unavailable after %llds: %s",
+		    w->index,
+		    (long long)((now - w->db_down_since_us) / 1000000), why);
 	} else if (!down && w->db_down) {
 		w->db_down = 0;
 		atomic_fetch_sub(&w->pool->metrics->workers_db_down, 1);
@@ -184,7 +184,7 @@ static int ensure_connected(struct worker *w)
 static void refuse_in_database(struct job *job, const struct request *req,
 			       const char *why)
 {
-	struct reply reply = { .remaining = -1 };
+	struct reply reply = {.remaining = -1};
 
 	reply_set_error(&reply, ERROR_INVALID_FIELD,
 			"the database refused the request: %s", why);
@@ -218,7 +218,8 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 					 sizeof(errstr));
 		if (rc == STORE_OK) {
 			histogram_observe(&m->transaction_seconds,
-					  (double)(job_now_us() - started) / 1e6);
+					  (double)(job_now_us() - started) /
+					      1e6);
 			histogram_observe(&m->batch_size, (double)n);
 			for (size_t i = 0; i < n; i++) {
 				jobs[i]->status = w->outcomes[i].status;
@@ -246,7 +247,8 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 		}
 		/* STORE_FAILED */
 		if (n == 1) {
-			log_warn("worker %d: partition %d offset %lld refused by the database: %s",
+			log_warn("worker %d: partition %d offset %lld refused "
+				 "by the database: %s",
 				 w->index, (int)jobs[0]->partition,
 				 (long long)jobs[0]->offset, errstr);
 			refuse_in_database(jobs[0], reqs[0], errstr);
@@ -269,7 +271,7 @@ static void parse_jobs(struct worker *w, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct job *job = w->batch[i];
 		struct request *req = &w->parsed[i];
-		struct reply reply = { .remaining = -1 };
+		struct reply reply = {.remaining = -1};
 		struct request_error err;
 
 		job->type = REQUEST_TYPE_COUNT;
@@ -288,8 +290,8 @@ static void parse_jobs(struct worker *w, size_t n)
 		reply_set_error(&reply, err.code, "%s", err.message);
 		job->status = reply.status;
 		job->error = reply.error;
-		job->reply_json = reply_to_json(err.request_id, err.type_name,
-						&reply);
+		job->reply_json =
+		    reply_to_json(err.request_id, err.type_name, &reply);
 		/* What cannot be read as a request at all is kept for a
 		 * human: a copy goes to the dead-letter topic. */
 		if (err.code == ERROR_MALFORMED_JSON ||
@@ -335,8 +337,10 @@ static void process_batch(struct worker *w, size_t n)
 		struct job *job = w->batch[i];
 
 		if (!job->reply_json) {
-			log_error("partition %d offset %lld: out of memory building the reply; it is redelivered after a restart",
-				  (int)job->partition, (long long)job->offset);
+			log_error(
+			    "partition %d offset %lld: out of memory building "
+			    "the reply; it is redelivered after a restart",
+			    (int)job->partition, (long long)job->offset);
 			job_free(job);
 			continue;
 		}
@@ -380,8 +384,8 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 		      char *errstr, size_t errstr_size)
 {
 	struct worker_pool *pool = calloc(1, sizeof(*pool));
-	struct store_limits store_limits = { .max_per_customer =
-						     cfg->max_per_customer };
+	struct store_limits store_limits = {.max_per_customer =
+						cfg->max_per_customer};
 	size_t bmax = (size_t)cfg->batch_max;
 	int started = 0;
 
@@ -391,12 +395,12 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 	pool->rp = rp;
 	pool->metrics = metrics;
 	pool->limits = (struct request_limits){
-		.max_message_bytes = (size_t)cfg->max_message_bytes,
-		.max_quantity = cfg->max_quantity,
-		.max_sections = cfg->max_sections,
-		.max_section_capacity = cfg->max_section_capacity,
-		.hold_ttl_default_s = cfg->hold_ttl_default_s,
-		.hold_ttl_max_s = cfg->hold_ttl_max_s,
+	    .max_message_bytes = (size_t)cfg->max_message_bytes,
+	    .max_quantity = cfg->max_quantity,
+	    .max_sections = cfg->max_sections,
+	    .max_section_capacity = cfg->max_section_capacity,
+	    .hold_ttl_default_s = cfg->hold_ttl_default_s,
+	    .hold_ttl_max_s = cfg->hold_ttl_max_s,
 	};
 	pool->count = cfg->workers;
 	pool->workers = calloc((size_t)pool->count, sizeof(*pool->workers));
@@ -415,8 +419,8 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 		w->reqs = calloc(bmax, sizeof(*w->reqs));
 		w->valid_jobs = calloc(bmax, sizeof(*w->valid_jobs));
 		w->outcomes = calloc(bmax, sizeof(*w->outcomes));
-		if (!w->st || !w->batch || !w->parsed || !w->reqs || !w->valid_jobs ||
-		    !w->outcomes)
+		if (!w->st || !w->batch || !w->parsed || !w->reqs ||
+		    !w->valid_jobs || !w->outcomes)
 			goto oom;
 	}
 	for (; started < pool->count; started++) {

@@ -18,7 +18,7 @@ struct metrics;
 int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 		      struct reply_producer *rp, struct metrics *metrics,
 		      char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Queue job on the worker its key hashes to (one section, one worker, in

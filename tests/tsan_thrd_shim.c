@@ -76,8 +76,8 @@ int mtx_init(mtx_t *m, int type)
 
 int mtx_lock(mtx_t *m)
 {
-	return pthread_mutex_lock((pthread_mutex_t *)m) == 0 ? thrd_success :
-								 thrd_error;
+	return pthread_mutex_lock((pthread_mutex_t *)m) == 0 ? thrd_success
+							     : thrd_error;
 }
 
 int mtx_trylock(mtx_t *m)
@@ -91,13 +91,15 @@ int mtx_timedlock(mtx_t *restrict m, const struct timespec *restrict ts)
 {
 	int rc = pthread_mutex_timedlock((pthread_mutex_t *)m, ts);
 
-	return rc == 0 ? thrd_success : rc == ETIMEDOUT ? thrd_timedout : thrd_error;
+	return rc == 0		 ? thrd_success
+	       : rc == ETIMEDOUT ? thrd_timedout
+				 : thrd_error;
 }
 
 int mtx_unlock(mtx_t *m)
 {
-	return pthread_mutex_unlock((pthread_mutex_t *)m) == 0 ? thrd_success :
-								   thrd_error;
+	return pthread_mutex_unlock((pthread_mutex_t *)m) == 0 ? thrd_success
+							       : thrd_error;
 }
 
 void mtx_destroy(mtx_t *m)
@@ -107,27 +109,27 @@ void mtx_destroy(mtx_t *m)
 
 int cnd_init(cnd_t *c)
 {
-	return pthread_cond_init((pthread_cond_t *)c, NULL) == 0 ? thrd_success :
-								     thrd_error;
+	return pthread_cond_init((pthread_cond_t *)c, NULL) == 0 ? thrd_success
+								 : thrd_error;
 }
 
 int cnd_signal(cnd_t *c)
 {
-	return pthread_cond_signal((pthread_cond_t *)c) == 0 ? thrd_success :
-								 thrd_error;
+	return pthread_cond_signal((pthread_cond_t *)c) == 0 ? thrd_success
+							     : thrd_error;
 }
 
 int cnd_broadcast(cnd_t *c)
 {
-	return pthread_cond_broadcast((pthread_cond_t *)c) == 0 ? thrd_success :
-								    thrd_error;
+	return pthread_cond_broadcast((pthread_cond_t *)c) == 0 ? thrd_success
+								: thrd_error;
 }
 
 int cnd_wait(cnd_t *c, mtx_t *m)
 {
-	return pthread_cond_wait((pthread_cond_t *)c, (pthread_mutex_t *)m) == 0 ?
-		       thrd_success :
-		       thrd_error;
+	return pthread_cond_wait((pthread_cond_t *)c, (pthread_mutex_t *)m) == 0
+		   ? thrd_success
+		   : thrd_error;
 }
 
 int cnd_timedwait(cnd_t *restrict c, mtx_t *restrict m,
@@ -136,7 +138,9 @@ int cnd_timedwait(cnd_t *restrict c, mtx_t *restrict m,
 	int rc = pthread_cond_timedwait((pthread_cond_t *)c,
 					(pthread_mutex_t *)m, ts);
 
-	return rc == 0 ? thrd_success : rc == ETIMEDOUT ? thrd_timedout : thrd_error;
+	return rc == 0		 ? thrd_success
+	       : rc == ETIMEDOUT ? thrd_timedout
+				 : thrd_error;
 }
 
 void cnd_destroy(cnd_t *c)

@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case HTTP_ROUTE_EVENT:
 	case HTTP_ROUTE_BOOKING:
 	case HTTP_ROUTE_HOLD:
-		if (http_parse_id(id, &v) == 0 && (v < 1 || v > 9007199254740991LL))
+		if (http_parse_id(id, &v) == 0 &&
+		    (v < 1 || v > 9007199254740991LL))
 			abort();
 		break;
 	default:

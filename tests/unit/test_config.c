@@ -71,7 +71,8 @@ static void test_errors_name_file_and_line(void **state)
 	assert_non_null(strstr(errstr, ":2: batch_max"));
 	config_free(&cfg);
 	assert_int_equal(load_text(&cfg, "\n\nno_such_thing = 1;\n"), -1);
-	assert_non_null(strstr(errstr, ":3: unknown setting \"no_such_thing\""));
+	assert_non_null(
+	    strstr(errstr, ":3: unknown setting \"no_such_thing\""));
 	config_free(&cfg);
 	assert_int_equal(load_text(&cfg, "workers = \"four\";\n"), -1);
 	assert_non_null(strstr(errstr, "workers must be an integer"));
@@ -79,19 +80,27 @@ static void test_errors_name_file_and_line(void **state)
 	assert_int_equal(load_text(&cfg, "brokers = 5;\n"), -1);
 	assert_non_null(strstr(errstr, "brokers must be a string"));
 	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "workers = 2;\nbatch_max = = 3;\n"), -1);
-	assert_non_null(strstr(errstr, ":2:")); /* syntax error, with its line */
+	assert_int_equal(load_text(&cfg, "workers = 2;\nbatch_max = = 3;\n"),
+			 -1);
+	assert_non_null(
+	    strstr(errstr, ":2:")); /* syntax error, with its line */
 	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "consumer_properties = [ \"novalue\" ];\n"), -1);
+	assert_int_equal(
+	    load_text(&cfg, "consumer_properties = [ \"novalue\" ];\n"), -1);
 	assert_non_null(strstr(errstr, "name=value"));
 	config_free(&cfg);
 	assert_int_equal(load_text(&cfg, "log_level = \"loud\";\n"), -1);
 	assert_non_null(strstr(errstr, "log_level"));
 	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "hold_ttl_default_s = 100;\nhold_ttl_max_s = 10;\n"), -1);
+	assert_int_equal(
+	    load_text(&cfg,
+		      "hold_ttl_default_s = 100;\nhold_ttl_max_s = 10;\n"),
+	    -1);
 	assert_non_null(strstr(errstr, "hold_ttl_default_s"));
 	config_free(&cfg);
-	assert_int_equal(config_load(&cfg, "/nonexistent/ticketd.conf", errstr, sizeof(errstr)), -1);
+	assert_int_equal(config_load(&cfg, "/nonexistent/ticketd.conf", errstr,
+				     sizeof(errstr)),
+			 -1);
 	assert_non_null(strstr(errstr, "/nonexistent/ticketd.conf"));
 	config_free(&cfg);
 }
@@ -103,12 +112,16 @@ static void test_environment_wins(void **state)
 	(void)state;
 	setenv("TICKETD_WORKERS", "7", 1);
 	setenv("TICKETD_PG", "host=example dbname=x", 1);
-	setenv("TICKETD_CONSUMER_PROPERTIES", "fetch.wait.max.ms=5,session.timeout.ms=6000", 1);
-	assert_int_equal(load_text(&cfg, "workers = 2;\npg_conninfo = \"dbname=file\";\n"), 0);
+	setenv("TICKETD_CONSUMER_PROPERTIES",
+	       "fetch.wait.max.ms=5,session.timeout.ms=6000", 1);
+	assert_int_equal(
+	    load_text(&cfg, "workers = 2;\npg_conninfo = \"dbname=file\";\n"),
+	    0);
 	assert_int_equal(cfg.workers, 7);
 	assert_string_equal(cfg.pg_conninfo, "host=example dbname=x");
 	assert_int_equal(cfg.consumer_properties.count, 2);
-	assert_string_equal(cfg.consumer_properties.items[1], "session.timeout.ms=6000");
+	assert_string_equal(cfg.consumer_properties.items[1],
+			    "session.timeout.ms=6000");
 	config_free(&cfg);
 	setenv("TICKETD_PG_CONNINFO", "dbname=long", 1);
 	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), 0);
@@ -141,7 +154,7 @@ static void check_documented(const char *name, void *arg)
 static void test_sample_file_documents_every_setting(void **state)
 {
 	struct config cfg;
-	struct doc_check check = { 0 };
+	struct doc_check check = {0};
 	FILE *f = fopen("etc/ticketd.conf", "r");
 	char *text;
 	long size;
@@ -159,17 +172,19 @@ static void test_sample_file_documents_every_setting(void **state)
 	config_each_name(check_documented, &check);
 	assert_int_equal(check.missing, 0);
 	free(text);
-	assert_int_equal(config_load(&cfg, "etc/ticketd.conf", errstr, sizeof(errstr)), 0);
+	assert_int_equal(
+	    config_load(&cfg, "etc/ticketd.conf", errstr, sizeof(errstr)), 0);
 	config_free(&cfg);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_defaults, teardown),
-		cmocka_unit_test_teardown(test_errors_name_file_and_line, teardown),
-		cmocka_unit_test_teardown(test_environment_wins, teardown),
-		cmocka_unit_test_teardown(test_sample_file_documents_every_setting, teardown),
+	    cmocka_unit_test_teardown(test_defaults, teardown),
+	    cmocka_unit_test_teardown(test_errors_name_file_and_line, teardown),
+	    cmocka_unit_test_teardown(test_environment_wins, teardown),
+	    cmocka_unit_test_teardown(test_sample_file_documents_every_setting,
+				      teardown),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -14,25 +14,40 @@ static void test_routes(void **state)
 	char id[32];
 
 	(void)state;
-	assert_int_equal(http_route_parse("/events", id, sizeof(id)), HTTP_ROUTE_EVENTS);
-	assert_int_equal(http_route_parse("/bookings", id, sizeof(id)), HTTP_ROUTE_BOOKINGS);
-	assert_int_equal(http_route_parse("/healthz", id, sizeof(id)), HTTP_ROUTE_HEALTHZ);
-	assert_int_equal(http_route_parse("/readyz", id, sizeof(id)), HTTP_ROUTE_READYZ);
-	assert_int_equal(http_route_parse("/metrics", id, sizeof(id)), HTTP_ROUTE_METRICS);
-	assert_int_equal(http_route_parse("/events/42", id, sizeof(id)), HTTP_ROUTE_EVENT);
+	assert_int_equal(http_route_parse("/events", id, sizeof(id)),
+			 HTTP_ROUTE_EVENTS);
+	assert_int_equal(http_route_parse("/bookings", id, sizeof(id)),
+			 HTTP_ROUTE_BOOKINGS);
+	assert_int_equal(http_route_parse("/healthz", id, sizeof(id)),
+			 HTTP_ROUTE_HEALTHZ);
+	assert_int_equal(http_route_parse("/readyz", id, sizeof(id)),
+			 HTTP_ROUTE_READYZ);
+	assert_int_equal(http_route_parse("/metrics", id, sizeof(id)),
+			 HTTP_ROUTE_METRICS);
+	assert_int_equal(http_route_parse("/events/42", id, sizeof(id)),
+			 HTTP_ROUTE_EVENT);
 	assert_string_equal(id, "42");
-	assert_int_equal(http_route_parse("/bookings/7", id, sizeof(id)), HTTP_ROUTE_BOOKING);
-	assert_int_equal(http_route_parse("/holds/7", id, sizeof(id)), HTTP_ROUTE_HOLD);
-	assert_int_equal(http_route_parse("/requests/r-1", id, sizeof(id)), HTTP_ROUTE_REQUEST);
+	assert_int_equal(http_route_parse("/bookings/7", id, sizeof(id)),
+			 HTTP_ROUTE_BOOKING);
+	assert_int_equal(http_route_parse("/holds/7", id, sizeof(id)),
+			 HTTP_ROUTE_HOLD);
+	assert_int_equal(http_route_parse("/requests/r-1", id, sizeof(id)),
+			 HTTP_ROUTE_REQUEST);
 	assert_string_equal(id, "r-1");
-	assert_int_equal(http_route_parse("/events/", id, sizeof(id)), HTTP_ROUTE_NOT_FOUND);
-	assert_int_equal(http_route_parse("/events/1/x", id, sizeof(id)), HTTP_ROUTE_NOT_FOUND);
-	assert_int_equal(http_route_parse("/eventsx", id, sizeof(id)), HTTP_ROUTE_NOT_FOUND);
-	assert_int_equal(http_route_parse("/", id, sizeof(id)), HTTP_ROUTE_NOT_FOUND);
-	assert_int_equal(http_route_parse("", id, sizeof(id)), HTTP_ROUTE_NOT_FOUND);
-	assert_int_equal(http_route_parse("/events/123456789012345678901234567890123",
-					  id, sizeof(id)),
-			 HTTP_ROUTE_BAD_ID);
+	assert_int_equal(http_route_parse("/events/", id, sizeof(id)),
+			 HTTP_ROUTE_NOT_FOUND);
+	assert_int_equal(http_route_parse("/events/1/x", id, sizeof(id)),
+			 HTTP_ROUTE_NOT_FOUND);
+	assert_int_equal(http_route_parse("/eventsx", id, sizeof(id)),
+			 HTTP_ROUTE_NOT_FOUND);
+	assert_int_equal(http_route_parse("/", id, sizeof(id)),
+			 HTTP_ROUTE_NOT_FOUND);
+	assert_int_equal(http_route_parse("", id, sizeof(id)),
+			 HTTP_ROUTE_NOT_FOUND);
+	assert_int_equal(
+	    http_route_parse("/events/123456789012345678901234567890123", id,
+			     sizeof(id)),
+	    HTTP_ROUTE_BAD_ID);
 }
 
 static void test_ids(void **state)
@@ -75,9 +90,9 @@ static void test_limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_routes),
-		cmocka_unit_test(test_ids),
-		cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_routes),
+	    cmocka_unit_test(test_ids),
+	    cmocka_unit_test(test_limits),
 	};
 
 	return cmocka_run_group_tests_name("http_parse", tests, NULL, NULL);

@@ -165,14 +165,14 @@ static void test_ring_wraps(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nothing_done_nothing_to_commit),
-		cmocka_unit_test(test_in_order),
-		cmocka_unit_test(test_out_of_order_waits_for_the_lowest),
-		cmocka_unit_test(test_gaps),
-		cmocka_unit_test(test_unknown_and_repeated_marks_are_refused),
-		cmocka_unit_test(test_offsets_must_increase),
-		cmocka_unit_test(test_growth_and_shuffled_completion),
-		cmocka_unit_test(test_ring_wraps),
+	    cmocka_unit_test(test_nothing_done_nothing_to_commit),
+	    cmocka_unit_test(test_in_order),
+	    cmocka_unit_test(test_out_of_order_waits_for_the_lowest),
+	    cmocka_unit_test(test_gaps),
+	    cmocka_unit_test(test_unknown_and_repeated_marks_are_refused),
+	    cmocka_unit_test(test_offsets_must_increase),
+	    cmocka_unit_test(test_growth_and_shuffled_completion),
+	    cmocka_unit_test(test_ring_wraps),
 	};
 
 	return cmocka_run_group_tests_name("offsets", tests, NULL, NULL);
