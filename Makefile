@@ -117,31 +117,56 @@ tsan: build-thread/tsan_thrd_shim.so ## a ThreadSanitizer ticketd through one fl
 		rc=$$?; $(MAKE) ticketd; exit $$rc
 
 # libFuzzer: each target for FUZZ_SECONDS on a scratch copy of its seed
-# corpus, after replaying the regression inputs of crashes fixed before.
+# corpus (new entries stay in build-fuzz/, never in the repository), after
+# replaying the regression inputs of crashes fixed before. The daemon's
+# modules are built again with clang, coverage and sanitizers, in
+# build-fuzz/; fuzz_http links all of them but main, as http.c needs them.
 FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/postgresql \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CC ?= clang
+FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -g -O1 -MD -MP \
+	-I/usr/include/postgresql -Isrc \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SANITIZE)
 FUZZ_TARGETS = request http
+FUZZ_DAEMON_OBJS = $(addprefix build-fuzz/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 
-build-fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/request.c src/log.c
-	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $^ -ljansson
+build-fuzz/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-build-fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c src/request.c src/log.c \
-		src/store.c src/metrics.c src/consumer.c src/worker.c src/job.c \
-		src/offsets.c src/kafka.c src/config.c src/reply.c
-	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+build-fuzz/tests/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build-fuzz/fuzz_request: build-fuzz/tests/fuzz/fuzz_request.o \
+		build-fuzz/src/request.o build-fuzz/src/log.o
+	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ -ljansson
+
+build-fuzz/fuzz_http: build-fuzz/tests/fuzz/fuzz_http.o $(FUZZ_DAEMON_OBJS)
+	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
 fuzz: $(addprefix build-fuzz/fuzz_,$(FUZZ_TARGETS)) ## run each fuzzer for FUZZ_SECONDS (default 60)
-	set -e; for t in $(FUZZ_TARGETS); do \
-		rm -rf build-fuzz/corpus-$$t && cp -r tests/fuzz/corpus/$$t build-fuzz/corpus-$$t; \
-		if ls tests/fuzz/regressions/$$t/* >/dev/null 2>&1; then \
-			build-fuzz/fuzz_$$t tests/fuzz/regressions/$$t/*; fi; \
-		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-			-artifact_prefix=build-fuzz/crash-$$t- -print_final_stats=1 \
-			build-fuzz/corpus-$$t 2>&1 | tail -n 12; \
-		test "$${PIPESTATUS[0]}" -eq 0; \
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		bin=build-fuzz/fuzz_$$t; log=build-fuzz/fuzz-$$t.log; \
+		regs=(tests/fuzz/regressions/$$t/*); \
+		if [[ -e $${regs[0]} ]]; then \
+			echo "fuzz_$$t: replaying $${#regs[@]} regression input(s)"; \
+			$$bin -max_len=4096 "$${regs[@]}" >$$log 2>&1 || \
+				{ tail -n 60 $$log; echo "fuzz_$$t: a regression input fails again ($$log)"; exit 1; }; \
+		fi; \
+		rm -rf build-fuzz/corpus-$$t; \
+		cp -r tests/fuzz/corpus/$$t build-fuzz/corpus-$$t; \
+		dict=; [[ -f tests/fuzz/$$t.dict ]] && dict=-dict=tests/fuzz/$$t.dict; \
+		echo "fuzz_$$t: $(FUZZ_SECONDS) s on build-fuzz/corpus-$$t"; \
+		if ! $$bin -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+				$$dict -artifact_prefix=build-fuzz/crash-$$t- \
+				-print_final_stats=1 build-fuzz/corpus-$$t >$$log 2>&1; then \
+			tail -n 60 $$log; \
+			echo "fuzz_$$t: FAILED, input kept as build-fuzz/crash-$$t-* ($$log)"; \
+			exit 1; \
+		fi; \
+		grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' $$log; \
 	done
 
 C_SOURCES = src/*.[ch] producer/*.c tests/unit/*.c tests/fuzz/*.c tests/tsan_thrd_shim.c

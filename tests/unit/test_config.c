@@ -12,11 +12,14 @@
 
 #include "config.h"
 
-static char errstr[1024];
+extern char **environ;
 
-static const char *write_file(const char *text)
+static char errstr[1024];
+static char path[] = "/tmp/ticketd-test-config-XXXXXX";
+
+/* Write text to a fresh file; its name is in path until the next call. */
+static void write_file(const char *text)
 {
-	static char path[] = "/tmp/ticketd-test-config-XXXXXX";
 	int fd;
 	FILE *f;
 
@@ -24,27 +27,70 @@ static const char *write_file(const char *text)
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
 	f = fdopen(fd, "w");
+	assert_non_null(f);
 	fputs(text, f);
-	fclose(f);
-	return path;
+	assert_int_equal(fclose(f), 0);
 }
 
 static int load_text(struct config *cfg, const char *text)
 {
-	const char *path = write_file(text);
-	int rc = config_load(cfg, path, errstr, sizeof(errstr));
+	int rc;
 
+	write_file(text);
+	errstr[0] = '\0';
+	rc = config_load(cfg, path, errstr, sizeof(errstr));
 	unlink(path);
 	return rc;
 }
 
-static int teardown(void **state)
+/* The file must be refused, and errstr must start with where and hold
+ * what (either may be NULL). */
+static void refuse_text(const char *text, const char *where, const char *what)
 {
+	struct config cfg;
+	char prefix[128];
+
+	if (load_text(&cfg, text) == 0) {
+		config_free(&cfg);
+		fail_msg("accepted: %s", text);
+	}
+	config_free(&cfg);
+	if (where) {
+		snprintf(prefix, sizeof(prefix), "%s:%s", path, where);
+		if (strncmp(errstr, prefix, strlen(prefix)) != 0)
+			fail_msg("\"%s\" does not start with \"%s\"", errstr,
+				 prefix);
+	}
+	if (what && !strstr(errstr, what))
+		fail_msg("\"%s\" does not say \"%s\"", errstr, what);
+}
+
+/*
+ * Each test starts and ends without any TICKETD_ variable, whatever the
+ * shell that ran it had (a sourced stack.env sets TICKETD_PG).
+ */
+static int clear_environment(void **state)
+{
+	int again = 1;
+
 	(void)state;
-	unsetenv("TICKETD_WORKERS");
-	unsetenv("TICKETD_PG");
-	unsetenv("TICKETD_PG_CONNINFO");
-	unsetenv("TICKETD_CONSUMER_PROPERTIES");
+	while (again) {
+		again = 0;
+		for (char **e = environ; *e; e++) {
+			char name[128];
+			const char *eq = strchr(*e, '=');
+			size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+
+			if (strncmp(*e, "TICKETD_", 8) != 0 ||
+			    len >= sizeof(name))
+				continue;
+			memcpy(name, *e, len);
+			name[len] = '\0';
+			unsetenv(name);
+			again = 1; /* environ changed under us: start over */
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -54,50 +100,133 @@ static void test_defaults(void **state)
 
 	(void)state;
 	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), 0);
+	assert_string_equal(cfg.brokers, "127.0.0.1:9092");
+	assert_string_equal(cfg.group_id, "ticketd");
 	assert_string_equal(cfg.request_topic, "bookings.requests");
 	assert_string_equal(cfg.reply_topic, "bookings.replies");
 	assert_string_equal(cfg.dead_letter_topic, "bookings.dead-letter");
-	assert_int_equal(cfg.workers, 4);
+	assert_string_equal(cfg.client_id, "ticketd");
 	assert_int_equal(cfg.consumer_properties.count, 0);
+	assert_int_equal(cfg.producer_properties.count, 0);
+	assert_string_equal(cfg.pg_conninfo, "dbname=ticketd");
+	assert_int_equal(cfg.workers, 4);
+	assert_true(cfg.batch_max >= 1);
+	assert_true(cfg.queue_max >= cfg.batch_max);
+	assert_int_equal(cfg.max_quantity, 10);
+	assert_true(cfg.hold_ttl_default_s <= cfg.hold_ttl_max_s);
+	assert_true(cfg.max_message_bytes >= 256);
+	assert_string_equal(cfg.http_address, "127.0.0.1");
+	assert_string_equal(cfg.log_level, "info");
+	assert_string_equal(cfg.log_format, "logfmt");
+	config_free(&cfg);
+	/* config_free leaves nothing dangling: a second call is harmless. */
+	assert_null(cfg.brokers);
 	config_free(&cfg);
 }
 
+static void test_file_values(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(
+	    load_text(
+		&cfg,
+		"# a comment\n"
+		"brokers = \"k1:9092,k2:9092\";\n"
+		"workers = 8;\n"
+		"max_message_bytes = 1048576L;\n"
+		"consumer_properties = [ \"session.timeout.ms=6000\",\n"
+		"    \"fetch.wait.max.ms=5\", \"ssl.key.password=a=b\" ];\n"
+		"producer_properties = ( \"linger.ms=1\" );\n"
+		"log_level = \"debug\";\n"
+		"log_format = \"json\";\n"),
+	    0);
+	assert_string_equal(cfg.brokers, "k1:9092,k2:9092");
+	assert_int_equal(cfg.workers, 8);
+	assert_int_equal(cfg.max_message_bytes, 1048576);
+	assert_int_equal(cfg.consumer_properties.count, 3);
+	assert_string_equal(cfg.consumer_properties.items[0],
+			    "session.timeout.ms=6000");
+	assert_string_equal(cfg.consumer_properties.items[1],
+			    "fetch.wait.max.ms=5");
+	/* Only the first '=' splits: values may hold more. */
+	assert_string_equal(cfg.consumer_properties.items[2],
+			    "ssl.key.password=a=b");
+	assert_int_equal(cfg.producer_properties.count, 1);
+	assert_string_equal(cfg.producer_properties.items[0], "linger.ms=1");
+	assert_string_equal(cfg.log_level, "debug");
+	assert_string_equal(cfg.log_format, "json");
+	/* What the file does not say keeps its default. */
+	assert_string_equal(cfg.group_id, "ticketd");
+	config_free(&cfg);
+
+	/* Every log level there is. */
+	assert_int_equal(load_text(&cfg, "log_level = \"error\";\n"), 0);
+	config_free(&cfg);
+	assert_int_equal(load_text(&cfg, "log_level = \"warn\";\n"), 0);
+	config_free(&cfg);
+	assert_int_equal(load_text(&cfg, "log_level = \"info\";\n"), 0);
+	config_free(&cfg);
+	/* Bounds are inclusive. */
+	assert_int_equal(load_text(&cfg, "workers = 1;\nhttp_port = 0;\n"), 0);
+	assert_int_equal(cfg.workers, 1);
+	assert_int_equal(cfg.http_port, 0);
+	config_free(&cfg);
+	assert_int_equal(load_text(&cfg, "workers = 64;\nhttp_port = 65535;\n"),
+			 0);
+	config_free(&cfg);
+	/* An empty file is all defaults. */
+	assert_int_equal(load_text(&cfg, ""), 0);
+	assert_int_equal(cfg.workers, 4);
+	config_free(&cfg);
+}
+
+/* A refusal says file:line: and what is wrong. */
 static void test_errors_name_file_and_line(void **state)
 {
 	struct config cfg;
 
 	(void)state;
-	assert_int_equal(load_text(&cfg, "workers = 2;\nbatch_max = 0;\n"), -1);
-	assert_non_null(strstr(errstr, ":2: batch_max"));
-	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "\n\nno_such_thing = 1;\n"), -1);
-	assert_non_null(
-	    strstr(errstr, ":3: unknown setting \"no_such_thing\""));
-	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "workers = \"four\";\n"), -1);
-	assert_non_null(strstr(errstr, "workers must be an integer"));
-	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "brokers = 5;\n"), -1);
-	assert_non_null(strstr(errstr, "brokers must be a string"));
-	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "workers = 2;\nbatch_max = = 3;\n"),
-			 -1);
-	assert_non_null(
-	    strstr(errstr, ":2:")); /* syntax error, with its line */
-	config_free(&cfg);
-	assert_int_equal(
-	    load_text(&cfg, "consumer_properties = [ \"novalue\" ];\n"), -1);
-	assert_non_null(strstr(errstr, "name=value"));
-	config_free(&cfg);
-	assert_int_equal(load_text(&cfg, "log_level = \"loud\";\n"), -1);
-	assert_non_null(strstr(errstr, "log_level"));
-	config_free(&cfg);
-	assert_int_equal(
-	    load_text(&cfg,
-		      "hold_ttl_default_s = 100;\nhold_ttl_max_s = 10;\n"),
-	    -1);
-	assert_non_null(strstr(errstr, "hold_ttl_default_s"));
-	config_free(&cfg);
+	/* Out of range. */
+	refuse_text("workers = 2;\nbatch_max = 0;\n", "2: ", "batch_max");
+	refuse_text("workers = 2;\nbatch_max = 0;\n", "2: ", "out of range");
+	refuse_text("\nworkers = 65;\n", "2: ", "workers");
+	refuse_text("workers = 0;\n", "1: ", "workers");
+	refuse_text("http_port = -1;\n", "1: ", "http_port");
+	refuse_text("workers = 5000000000L;\n", "1: ", "workers");
+	refuse_text("workers = 4294967300L;\n", "1: ", "workers");
+	/* Unknown setting, with its line. */
+	refuse_text("\n\nno_such_thing = 1;\n",
+		    "3: ", "unknown setting \"no_such_thing\"");
+	refuse_text("kafka = { brokers = \"x\"; };\n", "1: ", "kafka");
+	/* Wrong type. */
+	refuse_text("workers = \"four\";\n",
+		    "1: ", "workers must be an integer");
+	refuse_text("workers = 4.0;\n", "1: ", "workers must be an integer");
+	refuse_text("workers = true;\n", "1: ", "workers must be an integer");
+	refuse_text("brokers = 5;\n", "1: ", "brokers must be a string");
+	refuse_text("consumer_properties = \"a=b\";\n",
+		    "1: ", "consumer_properties");
+	refuse_text("consumer_properties = [ 5 ];\n",
+		    "1: ", "consumer_properties");
+	/* A property without its name=value shape. */
+	refuse_text("consumer_properties = [ \"a=b\", \"novalue\" ];\n",
+		    "1: ", "name=value");
+	refuse_text("producer_properties = [ \"=value\" ];\n",
+		    "1: ", "name=value");
+	/* Syntax errors and a repeated setting, with their line. */
+	refuse_text("workers = 2;\nbatch_max = = 3;\n", "2: ", NULL);
+	refuse_text("workers = 2;\nworkers = 3;\n", "2: ", NULL);
+	/* Values checked against each other or a list. */
+	refuse_text("log_level = \"loud\";\n", NULL, "log_level");
+	refuse_text("log_level = \"\";\n", NULL, "log_level");
+	refuse_text("log_format = \"xml\";\n", NULL, "log_format");
+	refuse_text("hold_ttl_default_s = 100;\nhold_ttl_max_s = 10;\n", NULL,
+		    "hold_ttl_default_s");
+	refuse_text("brokers = \"\";\n", NULL, "brokers");
+	refuse_text("reply_topic = \"\";\n", NULL, NULL);
+	/* A file that is not there. */
 	assert_int_equal(config_load(&cfg, "/nonexistent/ticketd.conf", errstr,
 				     sizeof(errstr)),
 			 -1);
@@ -111,31 +240,74 @@ static void test_environment_wins(void **state)
 
 	(void)state;
 	setenv("TICKETD_WORKERS", "7", 1);
+	setenv("TICKETD_BROKERS", "env:9092", 1);
 	setenv("TICKETD_PG", "host=example dbname=x", 1);
 	setenv("TICKETD_CONSUMER_PROPERTIES",
 	       "fetch.wait.max.ms=5,session.timeout.ms=6000", 1);
-	assert_int_equal(
-	    load_text(&cfg, "workers = 2;\npg_conninfo = \"dbname=file\";\n"),
-	    0);
+	assert_int_equal(load_text(&cfg,
+				   "workers = 2;\nbrokers = \"file:9092\";\n"
+				   "pg_conninfo = \"dbname=file\";\n"
+				   "consumer_properties = [ \"a=1\" ];\n"),
+			 0);
 	assert_int_equal(cfg.workers, 7);
+	assert_string_equal(cfg.brokers, "env:9092");
+	/* TICKETD_PG, the stack's name, is pg_conninfo. */
 	assert_string_equal(cfg.pg_conninfo, "host=example dbname=x");
+	/* The list replaces the file's, it is not appended to it. */
 	assert_int_equal(cfg.consumer_properties.count, 2);
+	assert_string_equal(cfg.consumer_properties.items[0],
+			    "fetch.wait.max.ms=5");
 	assert_string_equal(cfg.consumer_properties.items[1],
 			    "session.timeout.ms=6000");
 	config_free(&cfg);
+
+	/* The setting's own name wins over the alias. */
 	setenv("TICKETD_PG_CONNINFO", "dbname=long", 1);
 	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), 0);
 	assert_string_equal(cfg.pg_conninfo, "dbname=long");
 	config_free(&cfg);
-	setenv("TICKETD_WORKERS", "lots", 1);
-	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), -1);
-	assert_non_null(strstr(errstr, "TICKETD_WORKERS"));
-	config_free(&cfg);
+}
+
+static void test_environment_refusals(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *value;
+	} bad[] = {
+	    {"TICKETD_WORKERS", "lots"},
+	    {"TICKETD_WORKERS", ""},
+	    {"TICKETD_WORKERS", "7x"},
+	    {"TICKETD_WORKERS", "0"},
+	    {"TICKETD_WORKERS", "65"},
+	    {"TICKETD_WORKERS", "99999999999999999999"},
+	    {"TICKETD_CONSUMER_PROPERTIES", "a=1,novalue"},
+	    {"TICKETD_LOG_LEVEL", "verbose"},
+	    {"TICKETD_HOLD_TTL_DEFAULT_S", "7200"},
+	};
+	struct config cfg;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		setenv(bad[i].name, bad[i].value, 1);
+		if (config_load(&cfg, NULL, errstr, sizeof(errstr)) == 0) {
+			config_free(&cfg);
+			fail_msg("accepted %s=%s", bad[i].name, bad[i].value);
+		}
+		config_free(&cfg);
+		/* Say which variable, unless a cross-setting check spoke. */
+		if (!strstr(errstr, bad[i].name) &&
+		    !strstr(errstr, "log_level") &&
+		    !strstr(errstr, "hold_ttl_default_s"))
+			fail_msg("%s=%s: \"%s\" does not name it", bad[i].name,
+				 bad[i].value, errstr);
+		unsetenv(bad[i].name);
+	}
 }
 
 struct doc_check {
 	const char *text;
 	int missing;
+	int count;
 };
 
 static void check_documented(const char *name, void *arg)
@@ -143,6 +315,8 @@ static void check_documented(const char *name, void *arg)
 	struct doc_check *check = arg;
 	char needle[128];
 
+	check->count++;
+	/* At the start of a line: a setting, not a comment about it. */
 	snprintf(needle, sizeof(needle), "\n%s = ", name);
 	if (!strstr(check->text, needle)) {
 		print_error("setting %s is not in etc/ticketd.conf\n", name);
@@ -150,41 +324,114 @@ static void check_documented(const char *name, void *arg)
 	}
 }
 
+static char *read_all(const char *name)
+{
+	FILE *f = fopen(name, "r");
+	char *text;
+	long size;
+
+	if (!f)
+		fail_msg("cannot open %s (run from the repository root)", name);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	size = ftell(f);
+	assert_true(size >= 0);
+	rewind(f);
+	text = calloc(1, (size_t)size + 2);
+	assert_non_null(text);
+	/* A leading newline, so that the first line matches "\nname". */
+	text[0] = '\n';
+	assert_int_equal(fread(text + 1, 1, (size_t)size, f), (size_t)size);
+	fclose(f);
+	return text;
+}
+
 /* The sample file loads, and documents every setting there is. */
 static void test_sample_file_documents_every_setting(void **state)
 {
 	struct config cfg;
 	struct doc_check check = {0};
-	FILE *f = fopen("etc/ticketd.conf", "r");
-	char *text;
-	long size;
+	char *text = read_all("etc/ticketd.conf");
 
 	(void)state;
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	rewind(f);
-	text = calloc(1, (size_t)size + 2);
-	text[0] = '\n';
-	assert_int_equal(fread(text + 1, 1, (size_t)size, f), (size_t)size);
-	fclose(f);
 	check.text = text;
 	config_each_name(check_documented, &check);
+	assert_true(check.count >= 29);
 	assert_int_equal(check.missing, 0);
 	free(text);
-	assert_int_equal(
-	    config_load(&cfg, "etc/ticketd.conf", errstr, sizeof(errstr)), 0);
+	if (config_load(&cfg, "etc/ticketd.conf", errstr, sizeof(errstr)) != 0)
+		fail_msg("etc/ticketd.conf: %s", errstr);
 	config_free(&cfg);
+}
+
+/* What config_print writes for cfg, as a heap string. */
+static char *print_to_string(const struct config *cfg)
+{
+	char name[] = "/tmp/ticketd-test-print-XXXXXX";
+	int fd = mkstemp(name);
+	int saved;
+	char *text;
+
+	assert_true(fd >= 0);
+	fflush(stdout);
+	saved = dup(STDOUT_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fd, STDOUT_FILENO) >= 0);
+	config_print(cfg);
+	fflush(stdout);
+	assert_true(dup2(saved, STDOUT_FILENO) >= 0);
+	close(saved);
+	close(fd);
+	text = read_all(name);
+	unlink(name);
+	return text;
+}
+
+/*
+ * The sample shows the defaults: an installed copy changes nothing until
+ * someone edits it.
+ */
+static void test_sample_file_shows_the_defaults(void **state)
+{
+	struct config defaults, sample;
+	char *want, *got;
+
+	(void)state;
+	assert_int_equal(config_load(&defaults, NULL, errstr, sizeof(errstr)),
+			 0);
+	assert_int_equal(
+	    config_load(&sample, "etc/ticketd.conf", errstr, sizeof(errstr)),
+	    0);
+	want = print_to_string(&defaults);
+	got = print_to_string(&sample);
+	assert_non_null(strstr(want, "\nworkers = 4\n"));
+	assert_string_equal(got, want);
+	free(want);
+	free(got);
+	config_free(&defaults);
+	config_free(&sample);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_teardown(test_defaults, teardown),
-	    cmocka_unit_test_teardown(test_errors_name_file_and_line, teardown),
-	    cmocka_unit_test_teardown(test_environment_wins, teardown),
-	    cmocka_unit_test_teardown(test_sample_file_documents_every_setting,
-				      teardown),
+	    cmocka_unit_test_setup_teardown(test_defaults, clear_environment,
+					    clear_environment),
+	    cmocka_unit_test_setup_teardown(test_file_values, clear_environment,
+					    clear_environment),
+	    cmocka_unit_test_setup_teardown(test_errors_name_file_and_line,
+					    clear_environment,
+					    clear_environment),
+	    cmocka_unit_test_setup_teardown(
+		test_environment_wins, clear_environment, clear_environment),
+	    cmocka_unit_test_setup_teardown(test_environment_refusals,
+					    clear_environment,
+					    clear_environment),
+	    cmocka_unit_test_setup_teardown(
+		test_sample_file_documents_every_setting, clear_environment,
+		clear_environment),
+	    cmocka_unit_test_setup_teardown(test_sample_file_shows_the_defaults,
+					    clear_environment,
+					    clear_environment),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

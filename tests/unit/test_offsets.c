@@ -162,6 +162,143 @@ static void test_ring_wraps(void **state)
 	offsets_release(&w);
 }
 
+/* An untouched window: nothing to find, nothing to commit, no crash. */
+static void test_empty_window(void **state)
+{
+	struct offsets_window w;
+
+	(void)state;
+	offsets_init(&w);
+	assert_int_equal(offsets_done(&w, 0), -1);
+	assert_int_equal(offsets_done(&w, 5), -1);
+	assert_int_equal(offsets_committable(&w), -1);
+	assert_int_equal(offsets_in_flight(&w), 0);
+	offsets_release(&w);
+	offsets_release(&w); /* twice is harmless */
+}
+
+static void test_offset_zero(void **state)
+{
+	struct offsets_window w;
+
+	(void)state;
+	offsets_init(&w);
+	assert_int_equal(offsets_track(&w, 0), 0);
+	assert_int_equal(offsets_committable(&w), -1);
+	assert_int_equal(offsets_done(&w, 0), 1);
+	/* Offset 0 done: commit 1, the next one to consume. */
+	assert_int_equal(offsets_committable(&w), 1);
+	offsets_release(&w);
+}
+
+/* in_flight counts what is not done, whatever order it finishes in. */
+static void test_in_flight_counts(void **state)
+{
+	struct offsets_window w;
+
+	(void)state;
+	offsets_init(&w);
+	for (int64_t o = 20; o < 30; o++)
+		assert_int_equal(offsets_track(&w, o), 0);
+	assert_int_equal(offsets_in_flight(&w), 10);
+	assert_int_equal(offsets_done(&w, 25), 0);
+	assert_int_equal(offsets_done(&w, 29), 0);
+	assert_int_equal(offsets_in_flight(&w), 8);
+	assert_int_equal(offsets_committable(&w), -1);
+	assert_int_equal(offsets_done(&w, 20), 1);
+	assert_int_equal(offsets_committable(&w), 21);
+	assert_int_equal(offsets_in_flight(&w), 7);
+	for (int64_t o = 21; o < 25; o++)
+		assert_int_equal(offsets_done(&w, o), 1);
+	/* 25 was done already: the commit jumps over it to 26. */
+	assert_int_equal(offsets_committable(&w), 26);
+	assert_int_equal(offsets_in_flight(&w), 3);
+	/* The committable offset stays put while the rest is tracked. */
+	assert_int_equal(offsets_track(&w, 40), 0);
+	assert_int_equal(offsets_in_flight(&w), 4);
+	assert_int_equal(offsets_committable(&w), 26);
+	offsets_release(&w);
+}
+
+/* Offsets never tracked, inside a gap or below the commit, are refused. */
+static void test_untracked_offsets_in_gaps(void **state)
+{
+	struct offsets_window w;
+
+	(void)state;
+	offsets_init(&w);
+	assert_int_equal(offsets_track(&w, 5), 0);
+	assert_int_equal(offsets_track(&w, 9), 0);
+	assert_int_equal(offsets_track(&w, 12), 0);
+	assert_int_equal(offsets_done(&w, 4), -1);
+	assert_int_equal(offsets_done(&w, 7), -1);
+	assert_int_equal(offsets_done(&w, 10), -1);
+	assert_int_equal(offsets_done(&w, 13), -1);
+	assert_int_equal(offsets_in_flight(&w), 3);
+	assert_int_equal(offsets_done(&w, 5), 1);
+	assert_int_equal(offsets_committable(&w), 6);
+	/* Popped: from before the commit, like a stale completion after a
+	 * reassignment. */
+	assert_int_equal(offsets_done(&w, 5), -1);
+	assert_int_equal(offsets_done(&w, 3), -1);
+	assert_int_equal(offsets_committable(&w), 6);
+	/* Tracking a gap offset after the fact is out of order. */
+	assert_int_equal(offsets_track(&w, 10), -1);
+	assert_int_equal(offsets_track(&w, 12), -1);
+	assert_int_equal(offsets_track(&w, 13), 0);
+	offsets_release(&w);
+}
+
+/*
+ * The ring is full while it is wrapped (head in the middle): growing it
+ * must keep the offsets in order.
+ */
+static void test_growth_while_wrapped(void **state)
+{
+	struct offsets_window w;
+	int64_t next = 0;
+
+	(void)state;
+	offsets_init(&w);
+	/* Fill the first ring, finish 40, so head sits at 40 ... */
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(offsets_track(&w, next++), 0);
+	for (int64_t o = 0; o < 40; o++)
+		assert_int_equal(offsets_done(&w, o), 1);
+	assert_int_equal(offsets_committable(&w), 40);
+	/* ... wrap around, and keep going until it grows twice. */
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(offsets_track(&w, next++), 0);
+	assert_int_equal(offsets_in_flight(&w), (size_t)(next - 40));
+	/* Every offset is still found, and done from the top down. */
+	for (int64_t o = next - 1; o > 40; o--)
+		assert_int_equal(offsets_done(&w, o), 0);
+	assert_int_equal(offsets_committable(&w), 40);
+	assert_int_equal(offsets_done(&w, 40), 1);
+	assert_int_equal(offsets_committable(&w), next);
+	assert_int_equal(offsets_in_flight(&w), 0);
+	offsets_release(&w);
+}
+
+/* After a release (a revoked partition), the window starts over. */
+static void test_release_starts_over(void **state)
+{
+	struct offsets_window w;
+
+	(void)state;
+	offsets_init(&w);
+	assert_int_equal(offsets_track(&w, 100), 0);
+	assert_int_equal(offsets_done(&w, 100), 1);
+	offsets_release(&w);
+	assert_int_equal(offsets_committable(&w), -1);
+	assert_int_equal(offsets_in_flight(&w), 0);
+	/* Lower than before: a new assignment may start anywhere. */
+	assert_int_equal(offsets_track(&w, 50), 0);
+	assert_int_equal(offsets_done(&w, 50), 1);
+	assert_int_equal(offsets_committable(&w), 51);
+	offsets_release(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -173,6 +310,12 @@ int main(void)
 	    cmocka_unit_test(test_offsets_must_increase),
 	    cmocka_unit_test(test_growth_and_shuffled_completion),
 	    cmocka_unit_test(test_ring_wraps),
+	    cmocka_unit_test(test_empty_window),
+	    cmocka_unit_test(test_offset_zero),
+	    cmocka_unit_test(test_in_flight_counts),
+	    cmocka_unit_test(test_untracked_offsets_in_gaps),
+	    cmocka_unit_test(test_growth_while_wrapped),
+	    cmocka_unit_test(test_release_starts_over),
 	};
 
 	return cmocka_run_group_tests_name("offsets", tests, NULL, NULL);
