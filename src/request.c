@@ -254,8 +254,9 @@ static int timestamp_valid(const char *s)
 		return 0;
 	if (digits(s, 4, &year) || s[4] != '-' || digits(s + 5, 2, &month) ||
 	    s[7] != '-' || digits(s + 8, 2, &day) ||
-	    (s[10] != 'T' && s[10] != ' ') || digits(s + 11, 2, &hour) ||
-	    s[13] != ':' || digits(s + 14, 2, &minute) || s[16] != ':' ||
+	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    digits(s + 11, 2, &hour) || s[13] != ':' ||
+	    digits(s + 14, 2, &minute) || s[16] != ':' ||
 	    digits(s + 17, 2, &second))
 		return 0;
 	if (year < 1970 || month < 1 || month > 12 || day < 1 ||
@@ -450,6 +451,35 @@ static char *fingerprint_build(const struct request *req)
 	return out;
 }
 
+/*
+ * Before any refusal: copy whatever can address and correlate the reply
+ * (request_id, reply_to, a known type) into err, each only if valid, so
+ * that a request refused for any reason is still answered where its
+ * client listens.
+ */
+static void salvage_address(json_t *root, struct request_error *err)
+{
+	json_t *v = json_object_get(root, "request_id");
+
+	if (json_is_string(v) &&
+	    request_id_valid(json_string_value(v), json_string_length(v)))
+		memcpy(err->request_id, json_string_value(v),
+		       json_string_length(v) + 1);
+	v = json_object_get(root, "reply_to");
+	if (json_is_string(v) &&
+	    request_topic_valid(json_string_value(v), json_string_length(v)))
+		memcpy(err->reply_to, json_string_value(v),
+		       json_string_length(v) + 1);
+	v = json_object_get(root, "type");
+	if (json_is_string(v)) {
+		for (int t = 0; t < REQUEST_TYPE_COUNT; t++) {
+			if (strcmp(json_string_value(v), type_names[t]) == 0)
+				snprintf(err->type_name, sizeof(err->type_name),
+					 "%s", type_names[t]);
+		}
+	}
+}
+
 int request_parse(const char *buf, size_t len,
 		  const struct request_limits *limits, struct request *req,
 		  struct request_error *err)
@@ -487,6 +517,7 @@ int request_parse(const char *buf, size_t len,
 
 	/* Read what addresses the reply first, so that even a refusal of
 	 * the rest can be correlated and routed. */
+	salvage_address(root, err);
 	if (read_identifier(root, "request_id", 1, req->request_id, err) != 0)
 		goto fail;
 	memcpy(err->request_id, req->request_id, sizeof(err->request_id));
