@@ -1,54 +1,125 @@
 #!/usr/bin/env bash
-# deps.sh: install what ticketd needs on Debian, and fetch the pinned Apache
-# Kafka broker jars. Idempotent: quick and quiet when everything is there.
+# deps.sh: install what ticketd needs to build, test and run on Debian, and
+# fetch the pinned Apache Kafka broker jars (scripts/kafka/pom.xml) from
+# Maven Central. Idempotent, and quick when everything is already there.
 #
 #   scripts/deps.sh [--no-kafka]
+#
+#   --no-kafka     skip the Kafka jars
+#   KAFKA_LIBS=DIR use the Kafka jars already in DIR (nothing is fetched)
+#
+# The jars land in .cache/kafka-VERSION/libs; the file `complete` beside that
+# folder holds the checksum of the pom they were fetched with, so a changed
+# pom fetches them again and an interrupted fetch is simply redone.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$repo/scripts/kafka/pom.xml")"
-kafka_libs="${KAFKA_LIBS:-$repo/.cache/kafka-$kafka_version/libs}"
+pom="$repo/scripts/kafka/pom.xml"
 
 packages=(
-	build-essential pkg-config curl ca-certificates
+	# build
+	make gcc libc6-dev pkg-config
 	librdkafka-dev libpq-dev libjansson-dev libconfig-dev libmicrohttpd-dev
-	libcmocka-dev postgresql kcat
+	# unit tests, and `make fuzz` (clang with its libFuzzer runtime)
+	libcmocka-dev clang libclang-rt-dev
+	# the local stack (scripts/stack.sh) and the system tests
+	postgresql kcat curl ca-certificates default-jre-headless maven
 	python3-pytest python3-psycopg2 python3-confluent-kafka python3-yaml
-	default-jre-headless maven
 )
 
-install_packages() {
-	local missing=() pkg sudo=()
+say() { echo "deps: $*"; }
+die() { echo "deps: $*" >&2; exit 1; }
+
+missing_packages() {
+	local pkg
 	for pkg in "${packages[@]}"; do
-		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" ||
-			missing+=("$pkg")
+		dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q ' installed$' ||
+			echo "$pkg"
 	done
-	[[ ${#missing[@]} -eq 0 ]] && return 0
+}
+
+install_packages() {
+	local missing sudo=()
+	mapfile -t missing < <(missing_packages)
+	if [[ ${#missing[@]} -eq 0 ]]; then
+		say "all ${#packages[@]} Debian packages present"
+		return 0
+	fi
 	if [[ $(id -u) -ne 0 ]]; then
 		command -v sudo >/dev/null ||
-			{ echo "deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+			die "not root and no sudo: cannot install ${missing[*]} (install them, or run as root)"
 		sudo=(sudo)
+		[[ -t 0 ]] || sudo=(sudo -n) # no terminal (CI): never wait for a password
 	fi
-	echo "deps: installing ${missing[*]}"
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
-		--no-install-recommends "${missing[@]}" >/dev/null
+	say "installing ${missing[*]}"
+	local log
+	log="$(mktemp)"
+	if ! { "${sudo[@]}" apt-get update -q &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+		tail -n 30 "$log" >&2
+		rm -f "$log"
+		die "apt-get could not install ${missing[*]}"
+	fi
+	rm -f "$log"
+}
+
+kafka_version() {
+	sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom"
 }
 
 fetch_kafka() {
-	local stamp="$kafka_libs/.complete"
-	[[ -f $stamp ]] && return 0
-	echo "deps: fetching Apache Kafka $kafka_version jars into $kafka_libs"
-	mkdir -p "$kafka_libs"
-	local log="$repo/.cache/mvn-kafka.log"
-	mvn -q -B -Dstyle.color=never -f "$repo/scripts/kafka/pom.xml" \
-		dependency:copy-dependencies -DoutputDirectory="$kafka_libs" \
-		>"$log" 2>&1 ||
-		{ tail -n 30 "$log" >&2; echo "deps: mvn could not fetch the Kafka jars" >&2; exit 1; }
-	ls "$kafka_libs"/kafka_2.13-"$kafka_version".jar >/dev/null ||
-		{ echo "deps: kafka_2.13-$kafka_version.jar missing after mvn" >&2; exit 1; }
-	touch "$stamp"
+	local version cache libs stamp sum log
+	version="$(kafka_version)"
+	[[ -n $version ]] || die "no <kafka.version> in $pom"
+	cache="$repo/.cache/kafka-$version"
+	libs="$cache/libs"
+	stamp="$cache/complete"
+	sum="$(sha256sum "$pom" | cut -d' ' -f1)"
+	if [[ -f $stamp && $(cat "$stamp") == "$sum" && -d $libs ]]; then
+		say "Kafka $version jars present in $libs"
+		return 0
+	fi
+	mkdir -p "$cache"
+	# One fetch at a time (two stacks may start at once); the second waits
+	# and then finds the stamp.
+	exec 9>"$cache/.lock"
+	flock 9
+	if [[ -f $stamp && $(cat "$stamp") == "$sum" && -d $libs ]]; then
+		return 0
+	fi
+	say "fetching Apache Kafka $version jars into $libs"
+	log="$cache/mvn.log"
+	rm -rf "$libs.tmp"
+	mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+		-DoutputDirectory="$libs.tmp" >"$log" 2>&1 || {
+		tail -n 30 "$log" >&2
+		die "mvn could not fetch the Kafka jars (full log: $log)"
+	}
+	[[ -f $libs.tmp/kafka_2.13-$version.jar ]] ||
+		die "kafka_2.13-$version.jar missing after mvn (log: $log)"
+	rm -rf "$libs"
+	mv "$libs.tmp" "$libs"
+	echo "$sum" >"$stamp"
+	exec 9>&-
 }
 
-install_packages
-[[ ${1:-} == --no-kafka || -n ${KAFKA_LIBS:-} ]] || fetch_kafka
+main() {
+	local kafka=1
+	case "${1:-}" in
+	"") ;;
+	--no-kafka) kafka=0 ;;
+	*) die "usage: deps.sh [--no-kafka]" ;;
+	esac
+	install_packages
+	if [[ $kafka == 0 ]]; then
+		return 0
+	elif [[ -n ${KAFKA_LIBS:-} ]]; then
+		ls "$KAFKA_LIBS"/kafka_2.13-*.jar >/dev/null 2>&1 ||
+			die "KAFKA_LIBS=$KAFKA_LIBS holds no kafka_2.13-*.jar"
+	else
+		fetch_kafka
+	fi
+}
+
+main "$@"
