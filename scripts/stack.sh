@@ -117,7 +117,8 @@ apply_schema() {
 
 kafka_start() {
 	local dir="$stack_dir/kafka" port cport
-	[[ -f $kafka_libs/.complete || -n ${KAFKA_LIBS:-} ]] ||
+	# deps.sh moves the jars into place only once all of them are fetched.
+	ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null 2>&1 ||
 		die "no Kafka jars in $kafka_libs (run scripts/deps.sh)"
 	alive "$dir/pid" && return 0
 	port="$(state_get kafka_port)"
