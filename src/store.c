@@ -10,14 +10,19 @@
  *   4. decide each request in arrival order, in memory;
  *   5. write events, sections, holds, bookings and idempotency records
  *      with one statement per table (arrays + unnest); commit once.
+ * Steps 2-3 go to the server as one pipeline, step 5 with its COMMIT as
+ * another: a batch costs two round trips (three when it names holds or
+ * bookings by id), whatever its size.
  * Every statement is parameterised and prepared; none is built from input.
  */
 #include "store.h"
 
 #include "log.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,9 +286,14 @@ static enum store_result classify(struct store *st, PGresult *res,
 	const char *sqlstate =
 	    res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+	/* The result's own message: in a pipeline, the connection's may
+	 * already be about a later statement. */
+	const char *message = res && *PQresultErrorMessage(res)
+				  ? PQresultErrorMessage(res)
+				  : PQerrorMessage(st->conn);
+
 	snprintf(errstr, errstr_size, "%s: %s%s%s", what,
-		 sqlstate ? sqlstate : "", sqlstate ? " " : "",
-		 PQerrorMessage(st->conn));
+		 sqlstate ? sqlstate : "", sqlstate ? " " : "", message);
 	/* PQerrorMessage ends with a newline: drop it for one-line logs. */
 	errstr[strcspn(errstr, "\n")] = '\0';
 	if (PQstatus(st->conn) != CONNECTION_OK || !sqlstate ||
@@ -331,6 +341,195 @@ static enum store_result run(struct store *st, enum statement which,
 	else
 		PQclear(res);
 	return STORE_OK;
+}
+
+/* ----------------------------------------------------------- pipelines */
+
+/*
+ * A pipeline (libpq pipeline mode) sends statements back to back and reads
+ * their results after one sync: one round trip for a whole phase of a
+ * batch instead of one per statement. The statements still run one after
+ * another, in the order sent, each seeing what the ones before it did.
+ *
+ * The connection is non-blocking while the pipeline is flushed, and input
+ * is read while output waits, so a large result (stored replies of a
+ * redelivered batch) can never stall against a large parameter still
+ * being sent.
+ */
+#define PIPELINE_MAX 16
+
+struct pipeline {
+	struct store *st;
+	size_t count;			 /* statements sent */
+	const char *what[PIPELINE_MAX];	 /* their names, for errors */
+	PGresult *results[PIPELINE_MAX]; /* after pipeline_run */
+	int broken;			 /* a send failed: run reports it */
+	char send_error[256];
+};
+
+static int pipeline_start(struct pipeline *p, struct store *st, char *errstr,
+			  size_t errstr_size)
+{
+	memset(p, 0, sizeof(*p));
+	p->st = st;
+	if (PQenterPipelineMode(st->conn) != 1 ||
+	    PQsetnonblocking(st->conn, 1) != 0) {
+		snprintf(errstr, errstr_size, "cannot enter pipeline mode: %s",
+			 PQerrorMessage(st->conn));
+		errstr[strcspn(errstr, "\n")] = '\0';
+		(void)PQexitPipelineMode(st->conn);
+		return -1;
+	}
+	return 1;
+}
+
+static void pipeline_sent(struct pipeline *p, int ok, const char *what)
+{
+	if (p->broken)
+		return;
+	if (!ok || p->count == PIPELINE_MAX) {
+		p->broken = 1;
+		snprintf(p->send_error, sizeof(p->send_error), "%s: %s", what,
+			 ok ? "pipeline too long"
+			    : PQerrorMessage(p->st->conn));
+		p->send_error[strcspn(p->send_error, "\n")] = '\0';
+		return;
+	}
+	p->what[p->count++] = what;
+}
+
+/* Queue a prepared statement; params must live until this returns. */
+static void pipeline_send(struct pipeline *p, enum statement which,
+			  const char *const *params)
+{
+	if (p->broken)
+		return;
+	pipeline_sent(p,
+		      PQsendQueryPrepared(p->st->conn, statements[which].name,
+					  statements[which].param_count, params,
+					  NULL, NULL, 0),
+		      statements[which].name);
+}
+
+/* Queue a fixed command without parameters (BEGIN, COMMIT). */
+static void pipeline_send_command(struct pipeline *p, const char *sql)
+{
+	if (p->broken)
+		return;
+	pipeline_sent(
+	    p,
+	    PQsendQueryParams(p->st->conn, sql, 0, NULL, NULL, NULL, NULL, 0),
+	    sql);
+}
+
+/* Mark the pipeline as failed for a reason of ours (out of memory). */
+static void pipeline_fail(struct pipeline *p, const char *why)
+{
+	if (p->broken)
+		return;
+	p->broken = 1;
+	snprintf(p->send_error, sizeof(p->send_error), "%s", why);
+}
+
+/* Push everything out, reading input meanwhile; 0 or -1. */
+static int pipeline_flush(PGconn *conn)
+{
+	for (;;) {
+		int pending = PQflush(conn);
+		struct pollfd pfd = {.fd = PQsocket(conn),
+				     .events = POLLIN | POLLOUT};
+
+		if (pending <= 0)
+			return pending;
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -1;
+		if ((pfd.revents & POLLIN) && PQconsumeInput(conn) != 1)
+			return -1;
+	}
+}
+
+/*
+ * Sync, wait, and collect one result per statement sent. STORE_OK when
+ * every statement succeeded (results[] then holds their results, freed
+ * by pipeline_clear); otherwise the first failure, classified, with the
+ * pipeline's results already freed. The connection leaves pipeline mode
+ * either way (unless it is gone).
+ */
+static enum store_result pipeline_run(struct pipeline *p, char *errstr,
+				      size_t errstr_size)
+{
+	PGconn *conn = p->st->conn;
+	enum store_result rc = STORE_OK;
+	size_t got = 0;
+	int synced = 0;
+
+	if (PQpipelineSync(conn) != 1 || pipeline_flush(conn) != 0) {
+		snprintf(errstr, errstr_size, "pipeline: %s",
+			 PQerrorMessage(conn));
+		errstr[strcspn(errstr, "\n")] = '\0';
+		rc = STORE_DISCONNECTED;
+		goto out;
+	}
+	/* One result (then NULL) per statement, then the sync marker. */
+	while (!synced) {
+		PGresult *res = PQgetResult(conn);
+		ExecStatusType status;
+
+		if (!res) {
+			if (PQstatus(conn) != CONNECTION_OK) {
+				if (rc == STORE_OK)
+					rc = classify(p->st, NULL, "pipeline",
+						      errstr, errstr_size);
+				goto out;
+			}
+			continue; /* the end of one statement's results */
+		}
+		status = PQresultStatus(res);
+		if (status == PGRES_PIPELINE_SYNC) {
+			synced = 1;
+		} else if (status == PGRES_COMMAND_OK ||
+			   status == PGRES_TUPLES_OK) {
+			if (got < p->count) {
+				p->results[got++] = res;
+				continue;
+			}
+		} else if (status != PGRES_PIPELINE_ABORTED && rc == STORE_OK) {
+			rc =
+			    classify(p->st, res,
+				     got < p->count ? p->what[got] : "pipeline",
+				     errstr, errstr_size);
+			got++;
+		} else {
+			got++;
+		}
+		PQclear(res);
+	}
+	if (rc == STORE_OK && p->broken) {
+		snprintf(errstr, errstr_size, "%s", p->send_error);
+		rc = STORE_FAILED;
+	}
+out:
+	(void)PQsetnonblocking(conn, 0);
+	if (PQstatus(conn) == CONNECTION_OK && PQexitPipelineMode(conn) != 1 &&
+	    rc == STORE_OK) {
+		snprintf(errstr, errstr_size, "cannot leave pipeline mode");
+		rc = STORE_FAILED;
+	}
+	if (rc != STORE_OK) {
+		for (size_t i = 0; i < p->count; i++) {
+			PQclear(p->results[i]);
+			p->results[i] = NULL;
+		}
+	}
+	return rc;
+}
+
+static void pipeline_clear(struct pipeline *p)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		PQclear(p->results[i]);
+		p->results[i] = NULL;
+	}
 }
 
 int store_ping(struct store *st)
@@ -512,9 +711,12 @@ struct customer_seats {
 struct batch {
 	struct store *st;
 	int64_t now_us;
+	struct pipeline *writes; /* the write phase's, while it is built */
 
+	/* Locked rows first, ascending id (locked_section_count of them),
+	 * then the sections the batch creates. */
 	struct section_row *sections;
-	size_t section_count, section_cap;
+	size_t section_count, section_cap, locked_section_count;
 	struct hold_row *holds;
 	size_t hold_count, hold_cap;
 	struct booking_row *bookings;
@@ -574,9 +776,23 @@ static void batch_free(struct batch *b)
 		free(b->ids[i]);
 }
 
+/* Binary search over the locked rows (a batch may touch hundreds of
+ * sections), then a look at the few the batch creates. */
 static struct section_row *section_find(struct batch *b, int64_t id)
 {
-	for (size_t i = 0; i < b->section_count; i++) {
+	size_t low = 0, high = b->locked_section_count;
+
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+
+		if (b->sections[mid].id == id)
+			return &b->sections[mid];
+		if (b->sections[mid].id < id)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	for (size_t i = b->locked_section_count; i < b->section_count; i++) {
 		if (b->sections[i].id == id)
 			return &b->sections[i];
 	}
@@ -657,37 +873,6 @@ static int holds_add_rows(struct batch *b, PGresult *res)
 	return 0;
 }
 
-/* Ask a sequence for n ids at once. */
-static enum store_result ids_reserve(struct batch *b, enum id_kind kind,
-				     size_t n, char *errstr, size_t errstr_size)
-{
-	static const enum statement which[] = {
-	    SQL_NEXT_EVENT_IDS, SQL_NEXT_SECTION_IDS, SQL_NEXT_HOLD_IDS,
-	    SQL_NEXT_BOOKING_IDS};
-	char count[24];
-	const char *params[1] = {count};
-	PGresult *res = NULL;
-	enum store_result rc;
-
-	if (n == 0)
-		return STORE_OK;
-	snprintf(count, sizeof(count), "%zu", n);
-	rc = run(b->st, which[kind], params, &res, errstr, errstr_size);
-	if (rc != STORE_OK)
-		return rc;
-	b->ids[kind] = malloc(n * sizeof(int64_t));
-	if (!b->ids[kind] || (size_t)PQntuples(res) != n) {
-		PQclear(res);
-		snprintf(errstr, errstr_size, "cannot reserve ids");
-		return STORE_FAILED;
-	}
-	for (size_t i = 0; i < n; i++)
-		b->ids[kind][i] = field_int(res, (int)i, 0);
-	b->id_count[kind] = n;
-	PQclear(res);
-	return STORE_OK;
-}
-
 static int64_t id_next(struct batch *b, enum id_kind kind)
 {
 	if (b->id_used[kind] >= b->id_count[kind])
@@ -757,38 +942,13 @@ done:
 	return rc;
 }
 
-static enum store_result lock_sections(struct batch *b,
-				       struct request *const *reqs, size_t n,
-				       char *errstr, size_t errstr_size)
+/* The locked section rows of res (columns as SQL_LOCK_SECTIONS, ascending
+ * id): the sorted prefix of b->sections that section_find searches. */
+static int sections_add_rows(struct batch *b, PGresult *res)
 {
-	struct pgarray ids = {0};
-	enum store_result rc;
-	PGresult *res = NULL;
-	const char *params[1];
-
-	rc = read_owner_sections(b, reqs, n, &ids, errstr, errstr_size);
-	if (rc != STORE_OK)
-		goto done;
-	for (size_t i = 0; i < n; i++) {
-		if (reqs[i]->type == REQUEST_BOOK ||
-		    reqs[i]->type == REQUEST_HOLD)
-			pgarray_int(&ids, reqs[i]->section_id);
-	}
-	if (ids.count == 0)
-		goto done;
-	params[0] = pgarray_done(&ids);
-	if (!params[0]) {
-		rc = STORE_FAILED;
-		goto done;
-	}
-	rc = run(b->st, SQL_LOCK_SECTIONS, params, &res, errstr, errstr_size);
-	if (rc != STORE_OK)
-		goto done;
 	b->sections = calloc((size_t)PQntuples(res) + 1, sizeof(*b->sections));
-	if (!b->sections) {
-		rc = STORE_FAILED;
-		goto done;
-	}
+	if (!b->sections)
+		return -1;
 	b->section_cap = (size_t)PQntuples(res) + 1;
 	for (int r = 0; r < PQntuples(res); r++) {
 		struct section_row *s = &b->sections[b->section_count++];
@@ -799,102 +959,38 @@ static enum store_result lock_sections(struct batch *b,
 		s->remaining = (int)field_int(res, r, 3);
 		s->initial_remaining = s->remaining;
 	}
-done:
-	PQclear(res);
-	pgarray_free(&ids);
-	return rc;
+	b->locked_section_count = b->section_count;
+	return 0;
 }
 
-static enum store_result lock_named_rows(struct batch *b,
-					 struct request *const *reqs, size_t n,
-					 char *errstr, size_t errstr_size)
+/* The locked booking rows of res (columns as SQL_LOCK_BOOKINGS). */
+static int bookings_add_rows(struct batch *b, PGresult *res)
 {
-	struct pgarray hold_ids = {0}, booking_ids = {0};
-	enum store_result rc = STORE_OK;
-	PGresult *res = NULL;
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct booking_row *bk;
 
-	for (size_t i = 0; i < n; i++) {
-		if (reqs[i]->type == REQUEST_CONFIRM ||
-		    reqs[i]->type == REQUEST_RELEASE)
-			pgarray_int(&hold_ids, reqs[i]->hold_id);
-		else if (reqs[i]->type == REQUEST_CANCEL)
-			pgarray_int(&booking_ids, reqs[i]->booking_id);
+		if (grow_array((void **)&b->bookings, &b->booking_cap,
+			       b->booking_count, sizeof(*b->bookings)) != 0)
+			return -1;
+		bk = &b->bookings[b->booking_count++];
+		memset(bk, 0, sizeof(*bk));
+		bk->id = field_int(res, r, 0);
+		bk->event_id = field_int(res, r, 1);
+		bk->section_id = field_int(res, r, 2);
+		bk->quantity = (int)field_int(res, r, 3);
+		bk->cancelled = strcmp(PQgetvalue(res, r, 4), "cancelled") == 0;
+		bk->initial_cancelled = bk->cancelled;
 	}
-	if (hold_ids.count) {
-		const char *params[1] = {pgarray_done(&hold_ids)};
-
-		rc = run(b->st, SQL_LOCK_HOLDS, params, &res, errstr,
-			 errstr_size);
-		if (rc != STORE_OK)
-			goto done;
-		if (holds_add_rows(b, res) != 0)
-			rc = STORE_FAILED;
-		PQclear(res);
-		res = NULL;
-		if (rc != STORE_OK)
-			goto done;
-	}
-	if (booking_ids.count) {
-		const char *params[1] = {pgarray_done(&booking_ids)};
-
-		rc = run(b->st, SQL_LOCK_BOOKINGS, params, &res, errstr,
-			 errstr_size);
-		if (rc != STORE_OK)
-			goto done;
-		for (int r = 0; r < PQntuples(res); r++) {
-			struct booking_row *bk;
-
-			if (grow_array((void **)&b->bookings, &b->booking_cap,
-				       b->booking_count,
-				       sizeof(*b->bookings)) != 0) {
-				rc = STORE_FAILED;
-				break;
-			}
-			bk = &b->bookings[b->booking_count++];
-			memset(bk, 0, sizeof(*bk));
-			bk->id = field_int(res, r, 0);
-			bk->event_id = field_int(res, r, 1);
-			bk->section_id = field_int(res, r, 2);
-			bk->quantity = (int)field_int(res, r, 3);
-			bk->cancelled =
-			    strcmp(PQgetvalue(res, r, 4), "cancelled") == 0;
-			bk->initial_cancelled = bk->cancelled;
-		}
-		PQclear(res);
-		res = NULL;
-	}
-done:
-	pgarray_free(&hold_ids);
-	pgarray_free(&booking_ids);
-	return rc;
+	return 0;
 }
 
-static enum store_result read_processed(struct batch *b,
-					struct request *const *reqs, size_t n,
-					char *errstr, size_t errstr_size)
+/* The idempotency records of res (columns as SQL_PROCESSED), indexed. */
+static int processed_add_rows(struct batch *b, PGresult *res)
 {
-	struct pgarray keys = {0};
-	enum store_result rc;
-	PGresult *res = NULL;
-	const char *params[1];
-
-	for (size_t i = 0; i < n; i++)
-		pgarray_text(&keys, reqs[i]->idempotency_key);
-	params[0] = pgarray_done(&keys);
-	if (!params[0]) {
-		pgarray_free(&keys);
-		return STORE_FAILED;
-	}
-	rc = run(b->st, SQL_PROCESSED, params, &res, errstr, errstr_size);
-	pgarray_free(&keys);
-	if (rc != STORE_OK)
-		return rc;
 	b->processed =
 	    calloc((size_t)PQntuples(res) + 1, sizeof(*b->processed));
-	if (!b->processed) {
-		PQclear(res);
-		return STORE_FAILED;
-	}
+	if (!b->processed)
+		return -1;
 	for (int r = 0; r < PQntuples(res); r++) {
 		struct processed_row *p = &b->processed[b->processed_count++];
 
@@ -902,13 +998,163 @@ static enum store_result read_processed(struct batch *b,
 		p->fingerprint = strdup(PQgetvalue(res, r, 1));
 		p->status = strdup(PQgetvalue(res, r, 2));
 		p->reply = strdup(PQgetvalue(res, r, 3));
-		if (!p->key || !p->fingerprint || !p->status || !p->reply) {
-			PQclear(res);
-			return STORE_FAILED;
+		if (!p->key || !p->fingerprint || !p->status || !p->reply)
+			return -1;
+	}
+	return 0;
+}
+
+/* The ids one sequence handed out (res as SQL_NEXT_*_IDS, n rows). */
+static int ids_add_rows(struct batch *b, enum id_kind kind, PGresult *res,
+			size_t n)
+{
+	if ((size_t)PQntuples(res) != n)
+		return -1;
+	b->ids[kind] = malloc(n * sizeof(int64_t));
+	if (!b->ids[kind])
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		b->ids[kind][i] = field_int(res, (int)i, 0);
+	b->id_count[kind] = n;
+	return 0;
+}
+
+/* How many ids of each kind the batch could need. */
+static void count_ids(struct request *const *reqs, size_t n, size_t counts[4])
+{
+	memset(counts, 0, 4 * sizeof(size_t));
+	for (size_t i = 0; i < n; i++) {
+		switch (reqs[i]->type) {
+		case REQUEST_CREATE_EVENT:
+			counts[ID_EVENT]++;
+			counts[ID_SECTION] += reqs[i]->section_count;
+			break;
+		case REQUEST_BOOK:
+		case REQUEST_CONFIRM:
+			counts[ID_BOOKING]++;
+			break;
+		case REQUEST_HOLD:
+			counts[ID_HOLD]++;
+			break;
+		default:
+			break;
 		}
 	}
-	PQclear(res);
-	return STORE_OK;
+}
+
+/* Queue a statement whose one parameter is an array; its result's index. */
+static size_t send_array(struct pipeline *p, enum statement which,
+			 struct pgarray *array)
+{
+	const char *params[1] = {pgarray_done(array)};
+	size_t at = p->count;
+
+	if (params[0])
+		pipeline_send(p, which, params);
+	else
+		pipeline_fail(p, "out of memory");
+	return at;
+}
+
+/*
+ * Steps 1 to 3 of a batch: find the sections (a round trip of its own only
+ * when holds or bookings are named by id), then, in one pipeline: BEGIN,
+ * the clock, the ids the batch may need, the section locks (ascending id),
+ * the locks on the named holds and bookings, and the idempotency records.
+ * The records come last: read after the locks, they see every batch that
+ * committed before this one got the sections.
+ */
+static enum store_result read_phase(struct batch *b,
+				    struct request *const *reqs, size_t n,
+				    char *errstr, size_t errstr_size)
+{
+	static const enum statement next_ids[4] = {
+	    SQL_NEXT_EVENT_IDS, SQL_NEXT_SECTION_IDS, SQL_NEXT_HOLD_IDS,
+	    SQL_NEXT_BOOKING_IDS};
+	struct pgarray section_ids = {0}, hold_ids = {0}, booking_ids = {0};
+	struct pgarray keys = {0};
+	struct pipeline p;
+	size_t counts[4], at_ids[4] = {0}, at_now, at_sections = 0,
+			  at_holds = 0, at_bookings = 0, at_processed;
+	char count_text[4][24];
+	enum store_result rc;
+
+	rc = read_owner_sections(b, reqs, n, &section_ids, errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto done;
+	for (size_t i = 0; i < n; i++) {
+		switch (reqs[i]->type) {
+		case REQUEST_BOOK:
+		case REQUEST_HOLD:
+			pgarray_int(&section_ids, reqs[i]->section_id);
+			break;
+		case REQUEST_CONFIRM:
+		case REQUEST_RELEASE:
+			pgarray_int(&hold_ids, reqs[i]->hold_id);
+			break;
+		case REQUEST_CANCEL:
+			pgarray_int(&booking_ids, reqs[i]->booking_id);
+			break;
+		default:
+			break;
+		}
+		pgarray_text(&keys, reqs[i]->idempotency_key);
+	}
+	count_ids(reqs, n, counts);
+
+	if (pipeline_start(&p, b->st, errstr, errstr_size) < 0) {
+		rc = STORE_DISCONNECTED;
+		goto done;
+	}
+	pipeline_send_command(&p, "BEGIN");
+	at_now = p.count;
+	pipeline_send(&p, SQL_NOW, NULL);
+	for (int k = 0; k < 4; k++) {
+		const char *params[1] = {count_text[k]};
+
+		if (counts[k] == 0)
+			continue;
+		snprintf(count_text[k], sizeof(count_text[k]), "%zu",
+			 counts[k]);
+		at_ids[k] = p.count;
+		pipeline_send(&p, next_ids[k], params);
+	}
+	if (section_ids.count)
+		at_sections = send_array(&p, SQL_LOCK_SECTIONS, &section_ids);
+	if (hold_ids.count)
+		at_holds = send_array(&p, SQL_LOCK_HOLDS, &hold_ids);
+	if (booking_ids.count)
+		at_bookings = send_array(&p, SQL_LOCK_BOOKINGS, &booking_ids);
+	at_processed = send_array(&p, SQL_PROCESSED, &keys);
+	rc = pipeline_run(&p, errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto done;
+
+	b->now_us = field_int(p.results[at_now], 0, 0);
+	for (int k = 0; k < 4 && rc == STORE_OK; k++) {
+		if (counts[k] &&
+		    ids_add_rows(b, (enum id_kind)k, p.results[at_ids[k]],
+				 counts[k]) != 0)
+			rc = STORE_FAILED;
+	}
+	if (rc == STORE_OK &&
+	    ((section_ids.count &&
+	      sections_add_rows(b, p.results[at_sections]) != 0) ||
+	     (hold_ids.count && holds_add_rows(b, p.results[at_holds]) != 0) ||
+	     (booking_ids.count &&
+	      bookings_add_rows(b, p.results[at_bookings]) != 0) ||
+	     processed_add_rows(b, p.results[at_processed]) != 0))
+		rc = STORE_FAILED;
+	if (rc == STORE_FAILED)
+		snprintf(errstr, errstr_size,
+			 "out of memory reading the batch");
+	pipeline_clear(&p);
+done:
+	pgarray_free(&section_ids);
+	pgarray_free(&hold_ids);
+	pgarray_free(&booking_ids);
+	pgarray_free(&keys);
+	return rc;
 }
 
 /* Which events exist, for telling EVENT_NOT_FOUND from SECTION_NOT_FOUND. */
@@ -1293,40 +1539,11 @@ static enum store_result decide_create_event(struct batch *b,
 	return STORE_OK;
 }
 
-/* Reserve every id the batch could need: one round trip per sequence. */
-static enum store_result reserve_ids(struct batch *b,
-				     struct request *const *reqs, size_t n,
-				     char *errstr, size_t errstr_size)
-{
-	size_t counts[4] = {0};
-	enum store_result rc = STORE_OK;
-
-	for (size_t i = 0; i < n; i++) {
-		switch (reqs[i]->type) {
-		case REQUEST_CREATE_EVENT:
-			counts[ID_EVENT]++;
-			counts[ID_SECTION] += reqs[i]->section_count;
-			break;
-		case REQUEST_BOOK:
-		case REQUEST_CONFIRM:
-			counts[ID_BOOKING]++;
-			break;
-		case REQUEST_HOLD:
-			counts[ID_HOLD]++;
-			break;
-		default:
-			break;
-		}
-	}
-	for (int k = 0; k < 4 && rc == STORE_OK; k++)
-		rc = ids_reserve(b, (enum id_kind)k, counts[k], errstr,
-				 errstr_size);
-	return rc;
-}
-
 /* ------------------------------------------------------- writing phase */
 
-static enum store_result run_arrays(struct store *st, enum statement which,
+/* Queue one write of the batch's write pipeline; its outcome comes with
+ * the COMMIT's. STORE_FAILED only when out of memory. */
+static enum store_result run_arrays(struct batch *b, enum statement which,
 				    struct pgarray *arrays, int count,
 				    char *errstr, size_t errstr_size)
 {
@@ -1336,10 +1553,12 @@ static enum store_result run_arrays(struct store *st, enum statement which,
 		params[k] = pgarray_done(&arrays[k]);
 		if (!params[k]) {
 			snprintf(errstr, errstr_size, "out of memory");
+			pipeline_fail(b->writes, "out of memory");
 			return STORE_FAILED;
 		}
 	}
-	return run(st, which, params, NULL, errstr, errstr_size);
+	pipeline_send(b->writes, which, params);
+	return STORE_OK;
 }
 
 static void arrays_free(struct pgarray *arrays, int count)
@@ -1376,9 +1595,9 @@ static enum store_result write_events(struct batch *b, char *errstr,
 		pgarray_int(&sec[3], row->capacity);
 		pgarray_int(&sec[4], row->remaining);
 	}
-	rc = run_arrays(b->st, SQL_INSERT_EVENTS, ev, 4, errstr, errstr_size);
+	rc = run_arrays(b, SQL_INSERT_EVENTS, ev, 4, errstr, errstr_size);
 	if (rc == STORE_OK)
-		rc = run_arrays(b->st, SQL_INSERT_SECTIONS, sec, 5, errstr,
+		rc = run_arrays(b, SQL_INSERT_SECTIONS, sec, 5, errstr,
 				errstr_size);
 	arrays_free(ev, 4);
 	arrays_free(sec, 5);
@@ -1400,7 +1619,7 @@ static enum store_result write_sections(struct batch *b, char *errstr,
 		pgarray_int(&a[1], row->remaining);
 	}
 	if (a[0].count)
-		rc = run_arrays(b->st, SQL_UPDATE_SECTIONS, a, 2, errstr,
+		rc = run_arrays(b, SQL_UPDATE_SECTIONS, a, 2, errstr,
 				errstr_size);
 	arrays_free(a, 2);
 	return rc;
@@ -1431,10 +1650,10 @@ static enum store_result write_holds(struct batch *b, char *errstr,
 		}
 	}
 	if (ins[0].count)
-		rc = run_arrays(b->st, SQL_INSERT_HOLDS, ins, 8, errstr,
+		rc = run_arrays(b, SQL_INSERT_HOLDS, ins, 8, errstr,
 				errstr_size);
 	if (rc == STORE_OK && upd[0].count)
-		rc = run_arrays(b->st, SQL_UPDATE_HOLDS, upd, 2, errstr,
+		rc = run_arrays(b, SQL_UPDATE_HOLDS, upd, 2, errstr,
 				errstr_size);
 	arrays_free(ins, 8);
 	arrays_free(upd, 2);
@@ -1473,11 +1692,11 @@ static enum store_result write_bookings(struct batch *b, char *errstr,
 			pgarray_int(&cancelled[0], b->bookings[i].id);
 	}
 	if (ins[0].count)
-		rc = run_arrays(b->st, SQL_INSERT_BOOKINGS, ins, 7, errstr,
+		rc = run_arrays(b, SQL_INSERT_BOOKINGS, ins, 7, errstr,
 				errstr_size);
 	if (rc == STORE_OK && cancelled[0].count)
-		rc = run_arrays(b->st, SQL_CANCEL_BOOKINGS, cancelled, 1,
-				errstr, errstr_size);
+		rc = run_arrays(b, SQL_CANCEL_BOOKINGS, cancelled, 1, errstr,
+				errstr_size);
 	arrays_free(ins, 7);
 	arrays_free(cancelled, 1);
 	return rc;
@@ -1504,7 +1723,7 @@ static enum store_result write_processed(struct batch *b,
 		pgarray_text(&a[5], out[i].reply_json);
 	}
 	if (a[0].count)
-		rc = run_arrays(b->st, SQL_INSERT_PROCESSED, a, 6, errstr,
+		rc = run_arrays(b, SQL_INSERT_PROCESSED, a, 6, errstr,
 				errstr_size);
 	arrays_free(a, 6);
 	return rc;
@@ -1528,38 +1747,94 @@ static enum reply_status status_parse(const char *s)
 }
 
 /*
+ * Idempotency keys of one batch, by hash: for each key, the stored record
+ * (from processed_requests) or the request of this batch that ran it. A
+ * batch of hundreds of requests would otherwise compare every key with
+ * every earlier one.
+ */
+struct key_slot {
+	const char *key; /* NULL: empty */
+	size_t index;	 /* into b->processed, or into the batch */
+	int stored;	 /* 1: a processed_requests record */
+};
+
+struct key_index {
+	struct key_slot *slots;
+	size_t mask;
+};
+
+static uint64_t key_hash(const char *key)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return h;
+}
+
+static int key_index_init(struct key_index *ix, size_t capacity)
+{
+	size_t size = 16;
+
+	while (size < capacity * 2)
+		size *= 2;
+	ix->slots = calloc(size, sizeof(*ix->slots));
+	ix->mask = size - 1;
+	return ix->slots ? 0 : -1;
+}
+
+/* The slot of key: where it is, or the empty one where it would go. */
+static struct key_slot *key_index_slot(struct key_index *ix, const char *key)
+{
+	size_t at = (size_t)key_hash(key) & ix->mask;
+
+	while (ix->slots[at].key && strcmp(ix->slots[at].key, key) != 0)
+		at = (at + 1) & ix->mask;
+	return &ix->slots[at];
+}
+
+/* Remember key once (the first entry for a key stays). */
+static void key_index_add(struct key_index *ix, const char *key, size_t index,
+			  int stored)
+{
+	struct key_slot *slot = key_index_slot(ix, key);
+
+	if (slot->key)
+		return;
+	slot->key = key;
+	slot->index = index;
+	slot->stored = stored;
+}
+
+/*
  * The idempotency check for request i: answered from a stored record, from
  * an earlier request of this batch with the same key, or refused as a
  * conflict. Returns 1 when request i is answered, 0 when it must run.
  */
-static int answer_repeat(struct batch *b, struct request *const *reqs, size_t i,
+static int answer_repeat(struct batch *b, struct key_index *keys,
+			 struct request *const *reqs, size_t i,
 			 struct store_outcome *out)
 {
 	const struct request *req = reqs[i];
-	const char *fingerprint = NULL;
-	const char *stored = NULL;
-	enum reply_status status = STATUS_OK;
+	const struct key_slot *slot =
+	    key_index_slot(keys, req->idempotency_key);
+	const char *fingerprint;
+	const char *stored;
+	enum reply_status status;
 
-	for (size_t p = 0; p < b->processed_count; p++) {
-		if (strcmp(b->processed[p].key, req->idempotency_key) == 0) {
-			fingerprint = b->processed[p].fingerprint;
-			stored = b->processed[p].reply;
-			status = status_parse(b->processed[p].status);
-			break;
-		}
-	}
-	for (size_t j = 0; !fingerprint && j < i; j++) {
-		if (strcmp(reqs[j]->idempotency_key, req->idempotency_key) ==
-			0 &&
-		    !out[j].replayed &&
-		    out[j].error != ERROR_IDEMPOTENCY_CONFLICT) {
-			fingerprint = reqs[j]->fingerprint;
-			stored = out[j].reply_json;
-			status = out[j].status;
-		}
-	}
-	if (!fingerprint)
+	if (!slot->key)
 		return 0;
+	if (slot->stored) {
+		const struct processed_row *p = &b->processed[slot->index];
+
+		fingerprint = p->fingerprint;
+		stored = p->reply;
+		status = status_parse(p->status);
+	} else {
+		fingerprint = reqs[slot->index]->fingerprint;
+		stored = out[slot->index].reply_json;
+		status = out[slot->index].status;
+	}
 	if (strcmp(fingerprint, req->fingerprint) != 0) {
 		struct reply reply = {.remaining = -1};
 
@@ -1584,14 +1859,20 @@ static enum store_result decide_all(struct batch *b,
 				    struct store_outcome *out, char *errstr,
 				    size_t errstr_size)
 {
-	for (size_t i = 0; i < n; i++) {
+	struct key_index keys;
+	enum store_result rc = STORE_OK;
+
+	if (key_index_init(&keys, b->processed_count + n) != 0)
+		return STORE_FAILED;
+	for (size_t p = 0; p < b->processed_count; p++)
+		key_index_add(&keys, b->processed[p].key, p, 1);
+	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
 		const struct request *req = reqs[i];
 		struct reply reply = {.remaining = -1};
-		enum store_result rc = STORE_OK;
 
-		if (answer_repeat(b, reqs, i, out)) {
+		if (answer_repeat(b, &keys, reqs, i, out)) {
 			if (!out[i].reply_json)
-				return STORE_FAILED;
+				rc = STORE_FAILED;
 			continue;
 		}
 		switch (req->type) {
@@ -1623,10 +1904,41 @@ static enum store_result decide_all(struct batch *b,
 				rc = STORE_FAILED;
 		}
 		reply_free(&reply);
-		if (rc != STORE_OK)
-			return rc;
+		if (rc == STORE_OK)
+			key_index_add(&keys, req->idempotency_key, i, 0);
 	}
-	return STORE_OK;
+	free(keys.slots);
+	return rc;
+}
+
+/*
+ * Step 5: every write of the batch and its COMMIT in one pipeline. A write
+ * that fails aborts the rest: the COMMIT never runs and the caller rolls
+ * back.
+ */
+static enum store_result write_phase(struct batch *b,
+				     struct request *const *reqs, size_t n,
+				     const struct store_outcome *out,
+				     char *errstr, size_t errstr_size)
+{
+	struct pipeline writes;
+	enum store_result rc;
+
+	if (pipeline_start(&writes, b->st, errstr, errstr_size) < 0)
+		return STORE_DISCONNECTED;
+	b->writes = &writes;
+	/* Out of memory marks the pipeline broken: run reports it. */
+	(void)(write_events(b, errstr, errstr_size) == STORE_OK &&
+	       write_sections(b, errstr, errstr_size) == STORE_OK &&
+	       write_holds(b, errstr, errstr_size) == STORE_OK &&
+	       write_bookings(b, errstr, errstr_size) == STORE_OK &&
+	       write_processed(b, reqs, n, out, errstr, errstr_size) ==
+		   STORE_OK);
+	pipeline_send_command(&writes, "COMMIT");
+	b->writes = NULL;
+	rc = pipeline_run(&writes, errstr, errstr_size);
+	pipeline_clear(&writes);
+	return rc;
 }
 
 enum store_result store_execute_batch(struct store *st,
@@ -1636,7 +1948,6 @@ enum store_result store_execute_batch(struct store *st,
 {
 	struct batch b = {.st = st};
 	enum store_result rc;
-	PGresult *res = NULL;
 
 	memset(out, 0, n * sizeof(*out));
 	errstr[0] = '\0';
@@ -1644,49 +1955,26 @@ enum store_result store_execute_batch(struct store *st,
 		snprintf(errstr, errstr_size, "not connected");
 		return STORE_DISCONNECTED;
 	}
-	rc = simple(st, "BEGIN", errstr, errstr_size);
-	if (rc != STORE_OK)
-		return rc;
-
-	rc = run(st, SQL_NOW, NULL, &res, errstr, errstr_size);
-	if (rc != STORE_OK)
-		goto fail;
-	b.now_us = field_int(res, 0, 0);
-	PQclear(res);
-
-	if ((rc = lock_sections(&b, reqs, n, errstr, errstr_size)) !=
-		STORE_OK ||
-	    (rc = lock_named_rows(&b, reqs, n, errstr, errstr_size)) !=
-		STORE_OK ||
-	    (rc = read_processed(&b, reqs, n, errstr, errstr_size)) !=
-		STORE_OK ||
+	if ((rc = read_phase(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
 	    (rc = read_events(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
 	    (rc = read_customer_seats(&b, reqs, n, errstr, errstr_size)) !=
 		STORE_OK ||
-	    (rc = reserve_ids(&b, reqs, n, errstr, errstr_size)) != STORE_OK ||
 	    (rc = decide_all(&b, reqs, n, out, errstr, errstr_size)) !=
 		STORE_OK ||
-	    (rc = write_events(&b, errstr, errstr_size)) != STORE_OK ||
-	    (rc = write_sections(&b, errstr, errstr_size)) != STORE_OK ||
-	    (rc = write_holds(&b, errstr, errstr_size)) != STORE_OK ||
-	    (rc = write_bookings(&b, errstr, errstr_size)) != STORE_OK ||
-	    (rc = write_processed(&b, reqs, n, out, errstr, errstr_size)) !=
+	    (rc = write_phase(&b, reqs, n, out, errstr, errstr_size)) !=
 		STORE_OK)
 		goto fail;
-
-	rc = simple(st, "COMMIT", errstr, errstr_size);
-	if (rc != STORE_OK)
-		goto fail_committed;
 	batch_free(&b);
 	return STORE_OK;
 
 fail:
+	/* Whatever failed, no transaction may stay open (a ROLLBACK with
+	 * none open only warns). */
 	if (store_connected(st)) {
 		char ignored[256];
 
 		(void)simple(st, "ROLLBACK", ignored, sizeof(ignored));
 	}
-fail_committed:
 	if (rc == STORE_FAILED && !errstr[0])
 		snprintf(errstr, errstr_size, "out of memory");
 	for (size_t i = 0; i < n; i++)
