@@ -491,7 +491,9 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 			      sizeof(errstr));
 	kafka_conf_set_logging(conf);
 	if (type == RD_KAFKA_PRODUCER) {
-		bad |= kafka_conf_set(conf, "linger.ms", "1", errstr,
+		/* As ticketd's reply producer, so that the --echo relay is
+		 * a fair ceiling. */
+		bad |= kafka_conf_set(conf, "linger.ms", "2", errstr,
 				      sizeof(errstr));
 		bad |=
 		    kafka_conf_set(conf, "acks", "all", errstr, sizeof(errstr));
@@ -505,7 +507,9 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 				      sizeof(errstr));
 		bad |= kafka_conf_set(conf, "enable.auto.commit", "false",
 				      errstr, sizeof(errstr));
-		bad |= kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr,
+		bad |= kafka_conf_set(conf, "fetch.wait.max.ms", "5", errstr,
+				      sizeof(errstr));
+		bad |= kafka_conf_set(conf, "fetch.min.bytes", "65536", errstr,
 				      sizeof(errstr));
 	}
 	if (bad) {
@@ -962,7 +966,9 @@ static int run_echo(const struct options *o)
 			   sizeof(errstr)) ||
 	    kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
 			   sizeof(errstr)) ||
-	    kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr,
+	    kafka_conf_set(conf, "fetch.wait.max.ms", "5", errstr,
+			   sizeof(errstr)) ||
+	    kafka_conf_set(conf, "fetch.min.bytes", "65536", errstr,
 			   sizeof(errstr))) {
 		fprintf(stderr, "ticket-flood: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);

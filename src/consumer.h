@@ -39,8 +39,9 @@ void consumer_job_done(struct job *job, int ok, void *arg);
  * are. */
 int consumer_drain(struct consumer *c, int timeout_ms);
 
-/* Commit what is done, leave the group, free c. */
-void consumer_close(struct consumer *c);
+/* Commit what is done, leave the group (waiting at most bound_ms for the
+ * broker), free c. */
+void consumer_close(struct consumer *c, int bound_ms);
 
 /* 1 while the consumer is a healthy group member (assigned or waiting). */
 int consumer_ready(struct consumer *c);

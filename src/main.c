@@ -16,6 +16,9 @@
 
 #define TICKETD_VERSION "0.1.0"
 
+/* How long shutdown waits to leave the consumer group after the drain. */
+#define CONSUMER_CLOSE_MS 10000
+
 static volatile sig_atomic_t run = 1;
 
 static void on_signal(int sig)
@@ -148,7 +151,7 @@ int main(int argc, char **argv)
 	reply_stop(rp, drained ? 5000 : 1000);
 	http_stop(http);
 	reaper_stop(reaper);
-	consumer_close(consumer);
+	consumer_close(consumer, CONSUMER_CLOSE_MS);
 	log_info("ticketd stopped");
 	config_free(&cfg);
 	return 0;

@@ -140,6 +140,45 @@ def test_broker_outage_mid_flood(stack):
     run.finish()
 
 
+def test_sigterm_as_the_broker_stops_still_exits(stack):
+    """Shutdown is bounded when the broker goes away during it: drain, at
+    most 10 s to leave the group (its final commit cannot reach the
+    coordinator), exit 0. It used to wait for the broker forever. The
+    uncommitted request is redelivered later and answered from its
+    idempotency record."""
+    topic = "faults-nobroker-%s" % unique("t")
+    stack.create_topic(topic)
+    member = Ticketd(stack, name="ticketd-nobroker", request_topic=topic,
+                     group_id=unique("nobroker"),
+                     commit_interval_ms=60000).start()
+    client = Client(stack, request_topic=topic)
+    try:
+        rid = unique("nb")
+        reply = client.request({"type": "book", "request_id": rid,
+                                "event_id": 99, "section_id": 100,
+                                "quantity": 1, "customer": "nobroker@example.com"})
+        assert reply["request_id"] == rid
+    finally:
+        client.close()
+    # The broker goes away while ticketd is leaving the group.
+    started = time.time()
+    member.proc.send_signal(signal.SIGTERM)
+    stack.script("kafka-stop")
+    try:
+        code = member.proc.wait(60)
+        took = time.time() - started
+    except subprocess.TimeoutExpired:
+        member.proc.kill()
+        member.proc.wait()
+        code, took = None, None
+    finally:
+        stack.script("kafka-start")
+    assert code == 0, member.log_tail()
+    # the drain (nothing in flight), the 10 s close bound, and teardown
+    assert took < 40, (took, member.log_tail())
+    assert "ticketd stopped" in member.log_tail()
+
+
 def test_poison_messages_mixed_in(stack):
     run = FaultRun(stack, "poison")
     client = Client(stack, request_topic=run.topic)
