@@ -421,6 +421,16 @@ struct pipeline {
 	char send_error[256];
 };
 
+/* Give up a connection whose state we no longer know (stuck in pipeline
+ * mode, or a pipeline that never synced): store_connected() turns false,
+ * so the worker reconnects with its back-off, and the server ends the
+ * session's transaction and locks. */
+static void store_drop(struct store *st)
+{
+	PQfinish(st->conn);
+	st->conn = NULL;
+}
+
 static int pipeline_start(struct pipeline *p, struct store *st, char *errstr,
 			  size_t errstr_size)
 {
@@ -431,7 +441,7 @@ static int pipeline_start(struct pipeline *p, struct store *st, char *errstr,
 		snprintf(errstr, errstr_size, "cannot enter pipeline mode: %s",
 			 PQerrorMessage(st->conn));
 		errstr[strcspn(errstr, "\n")] = '\0';
-		(void)PQexitPipelineMode(st->conn);
+		store_drop(st);
 		return -1;
 	}
 	return 1;
@@ -513,6 +523,7 @@ static enum store_result pipeline_run(struct pipeline *p, char *errstr,
 	enum store_result rc = STORE_OK;
 	size_t got = 0;
 	int synced = 0;
+	int nulls = 0; /* NULL results in a row */
 
 	if (PQpipelineSync(conn) != 1 || pipeline_flush(conn) != 0) {
 		snprintf(errstr, errstr_size, "pipeline: %s",
@@ -527,14 +538,17 @@ static enum store_result pipeline_run(struct pipeline *p, char *errstr,
 		ExecStatusType status;
 
 		if (!res) {
-			if (PQstatus(conn) != CONNECTION_OK) {
+			/* One NULL ends a statement's results; two in a row
+			 * mean libpq gave up waiting without a sync. */
+			if (PQstatus(conn) != CONNECTION_OK || ++nulls > 1) {
 				if (rc == STORE_OK)
 					rc = classify(p->st, NULL, "pipeline",
 						      errstr, errstr_size);
 				goto out;
 			}
-			continue; /* the end of one statement's results */
+			continue;
 		}
+		nulls = 0;
 		status = PQresultStatus(res);
 		if (status == PGRES_PIPELINE_SYNC) {
 			synced = 1;
@@ -561,10 +575,16 @@ static enum store_result pipeline_run(struct pipeline *p, char *errstr,
 	}
 out:
 	(void)PQsetnonblocking(conn, 0);
-	if (PQstatus(conn) == CONNECTION_OK && PQexitPipelineMode(conn) != 1 &&
-	    rc == STORE_OK) {
-		snprintf(errstr, errstr_size, "cannot leave pipeline mode");
-		rc = STORE_FAILED;
+	if (PQstatus(conn) != CONNECTION_OK || !synced ||
+	    PQexitPipelineMode(conn) != 1) {
+		/* Results may still be queued and a transaction open: the
+		 * connection cannot be trusted with the next batch. */
+		if (rc == STORE_OK) {
+			snprintf(errstr, errstr_size,
+				 "cannot leave pipeline mode");
+			rc = STORE_DISCONNECTED;
+		}
+		store_drop(p->st);
 	}
 	if (rc != STORE_OK) {
 		for (size_t i = 0; i < p->count; i++) {
