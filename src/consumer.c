@@ -522,19 +522,11 @@ fail:
 	return -1;
 }
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void consumer_close(struct consumer *c, int bound_ms)
 {
 	rd_kafka_queue_t *queue = rd_kafka_queue_new(c->rk);
 	rd_kafka_error_t *error;
-	int64_t deadline = monotonic_ms() + bound_ms;
+	int64_t deadline = job_now_us() / 1000 + bound_ms;
 	int closed = 0;
 
 	c->closing = 1;
@@ -555,7 +547,7 @@ void consumer_close(struct consumer *c, int bound_ms)
 			rd_kafka_error_destroy(error);
 	} else {
 		while (!(closed = rd_kafka_consumer_closed(c->rk)) &&
-		       monotonic_ms() < deadline) {
+		       job_now_us() / 1000 < deadline) {
 			rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 100);
 
 			if (ev &&

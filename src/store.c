@@ -444,7 +444,7 @@ static int pipeline_start(struct pipeline *p, struct store *st, char *errstr,
 		store_drop(st);
 		return -1;
 	}
-	return 1;
+	return 0;
 }
 
 static void pipeline_sent(struct pipeline *p, int ok, const char *what)
@@ -506,6 +506,14 @@ static int pipeline_flush(PGconn *conn)
 			return -1;
 		if ((pfd.revents & POLLIN) && PQconsumeInput(conn) != 1)
 			return -1;
+	}
+}
+
+static void pipeline_clear(struct pipeline *p)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		PQclear(p->results[i]);
+		p->results[i] = NULL;
 	}
 }
 
@@ -586,21 +594,9 @@ out:
 		}
 		store_drop(p->st);
 	}
-	if (rc != STORE_OK) {
-		for (size_t i = 0; i < p->count; i++) {
-			PQclear(p->results[i]);
-			p->results[i] = NULL;
-		}
-	}
+	if (rc != STORE_OK)
+		pipeline_clear(p);
 	return rc;
-}
-
-static void pipeline_clear(struct pipeline *p)
-{
-	for (size_t i = 0; i < p->count; i++) {
-		PQclear(p->results[i]);
-		p->results[i] = NULL;
-	}
 }
 
 int store_ping(struct store *st)
@@ -625,6 +621,7 @@ struct pgarray {
 	size_t cap;
 	size_t count;
 	int oom;
+	int done; /* closed by pgarray_done: no more elements */
 };
 
 static void pgarray_reserve(struct pgarray *a, size_t extra)
@@ -688,9 +685,12 @@ static void pgarray_text(struct pgarray *a, const char *s)
 	a->buf[a->len++] = '"';
 }
 
-/* The finished literal ("{}" when empty), or NULL when out of memory. */
+/* The finished literal ("{}" when empty), or NULL when out of memory.
+ * Calling it again gives the same literal. */
 static const char *pgarray_done(struct pgarray *a)
 {
+	if (a->done)
+		return a->oom ? NULL : a->buf;
 	if (a->count == 0) {
 		pgarray_reserve(a, 2);
 		if (a->oom)
@@ -702,6 +702,7 @@ static const char *pgarray_done(struct pgarray *a)
 		return NULL;
 	a->buf[a->len++] = '}';
 	a->buf[a->len] = '\0';
+	a->done = 1;
 	return a->buf;
 }
 
@@ -782,7 +783,6 @@ struct customer_seats {
 struct batch {
 	struct store *st;
 	int64_t now_us;
-	struct pipeline *writes; /* the write phase's, while it is built */
 
 	/* Locked rows first, ascending id (locked_section_count of them),
 	 * then the sections the batch creates. */
@@ -964,53 +964,39 @@ static void format_timestamp(int64_t us, char *out, size_t size)
 
 /* ------------------------------------------------------ reading phase */
 
-/* Find, for confirm/release/cancel, which section each named row lives in. */
+/* Find, for confirm/release/cancel, which section each named hold or
+ * booking lives in (a row's section never changes); append them to
+ * sections. */
 static enum store_result read_owner_sections(struct batch *b,
-					     struct request *const *reqs,
-					     size_t n, struct pgarray *sections,
+					     struct pgarray *hold_ids,
+					     struct pgarray *booking_ids,
+					     struct pgarray *sections,
 					     char *errstr, size_t errstr_size)
 {
-	struct pgarray hold_ids = {0}, booking_ids = {0};
-	enum store_result rc = STORE_OK;
-	PGresult *res = NULL;
+	const struct {
+		struct pgarray *ids;
+		enum statement which;
+	} owners[] = {{hold_ids, SQL_HOLD_SECTIONS},
+		      {booking_ids, SQL_BOOKING_SECTIONS}};
 
-	for (size_t i = 0; i < n; i++) {
-		if (reqs[i]->type == REQUEST_CONFIRM ||
-		    reqs[i]->type == REQUEST_RELEASE)
-			pgarray_int(&hold_ids, reqs[i]->hold_id);
-		else if (reqs[i]->type == REQUEST_CANCEL)
-			pgarray_int(&booking_ids, reqs[i]->booking_id);
-	}
-	if (hold_ids.count) {
-		const char *params[1] = {pgarray_done(&hold_ids)};
+	for (size_t k = 0; k < sizeof(owners) / sizeof(owners[0]); k++) {
+		const char *params[1];
+		PGresult *res = NULL;
+		enum store_result rc;
 
-		rc = params[0] ? run(b->st, SQL_HOLD_SECTIONS, params, &res,
+		if (owners[k].ids->count == 0)
+			continue;
+		params[0] = pgarray_done(owners[k].ids);
+		rc = params[0] ? run(b->st, owners[k].which, params, &res,
 				     errstr, errstr_size)
 			       : STORE_FAILED;
 		if (rc != STORE_OK)
-			goto done;
+			return rc;
 		for (int r = 0; r < PQntuples(res); r++)
 			pgarray_int(sections, field_int(res, r, 1));
 		PQclear(res);
-		res = NULL;
 	}
-	if (booking_ids.count) {
-		const char *params[1] = {pgarray_done(&booking_ids)};
-
-		rc = params[0] ? run(b->st, SQL_BOOKING_SECTIONS, params, &res,
-				     errstr, errstr_size)
-			       : STORE_FAILED;
-		if (rc != STORE_OK)
-			goto done;
-		for (int r = 0; r < PQntuples(res); r++)
-			pgarray_int(sections, field_int(res, r, 1));
-		PQclear(res);
-		res = NULL;
-	}
-done:
-	pgarray_free(&hold_ids);
-	pgarray_free(&booking_ids);
-	return rc;
+	return STORE_OK;
 }
 
 /* The locked section rows of res (columns as SQL_LOCK_SECTIONS, ascending
@@ -1090,29 +1076,6 @@ static int ids_add_rows(struct batch *b, enum id_kind kind, PGresult *res,
 	return 0;
 }
 
-/* How many ids of each kind the batch could need. */
-static void count_ids(struct request *const *reqs, size_t n, size_t counts[4])
-{
-	memset(counts, 0, 4 * sizeof(size_t));
-	for (size_t i = 0; i < n; i++) {
-		switch (reqs[i]->type) {
-		case REQUEST_CREATE_EVENT:
-			counts[ID_EVENT]++;
-			counts[ID_SECTION] += reqs[i]->section_count;
-			break;
-		case REQUEST_BOOK:
-		case REQUEST_CONFIRM:
-			counts[ID_BOOKING]++;
-			break;
-		case REQUEST_HOLD:
-			counts[ID_HOLD]++;
-			break;
-		default:
-			break;
-		}
-	}
-}
-
 /* Queue a statement whose one parameter is an array; its result's index. */
 static size_t send_array(struct pipeline *p, enum statement which,
 			 struct pgarray *array)
@@ -1145,33 +1108,47 @@ static enum store_result read_phase(struct batch *b,
 	struct pgarray section_ids = {0}, hold_ids = {0}, booking_ids = {0};
 	struct pgarray keys = {0};
 	struct pipeline p;
-	size_t counts[4], at_ids[4] = {0}, at_now, at_sections = 0,
-			  at_holds = 0, at_bookings = 0, at_processed;
+	size_t counts[4] = {0}, at_ids[4] = {0}, at_now, at_sections = 0,
+	       at_holds = 0, at_bookings = 0, at_processed;
 	char count_text[4][24];
 	enum store_result rc;
 
-	rc = read_owner_sections(b, reqs, n, &section_ids, errstr, errstr_size);
-	if (rc != STORE_OK)
-		goto done;
+	/* What each request touches, and the ids it may need. */
 	for (size_t i = 0; i < n; i++) {
-		switch (reqs[i]->type) {
+		const struct request *req = reqs[i];
+
+		switch (req->type) {
+		case REQUEST_CREATE_EVENT:
+			counts[ID_EVENT]++;
+			counts[ID_SECTION] += req->section_count;
+			break;
 		case REQUEST_BOOK:
+			pgarray_int(&section_ids, req->section_id);
+			counts[ID_BOOKING]++;
+			break;
 		case REQUEST_HOLD:
-			pgarray_int(&section_ids, reqs[i]->section_id);
+			pgarray_int(&section_ids, req->section_id);
+			counts[ID_HOLD]++;
 			break;
 		case REQUEST_CONFIRM:
+			pgarray_int(&hold_ids, req->hold_id);
+			counts[ID_BOOKING]++;
+			break;
 		case REQUEST_RELEASE:
-			pgarray_int(&hold_ids, reqs[i]->hold_id);
+			pgarray_int(&hold_ids, req->hold_id);
 			break;
 		case REQUEST_CANCEL:
-			pgarray_int(&booking_ids, reqs[i]->booking_id);
+			pgarray_int(&booking_ids, req->booking_id);
 			break;
-		default:
+		case REQUEST_TYPE_COUNT:
 			break;
 		}
-		pgarray_text(&keys, reqs[i]->idempotency_key);
+		pgarray_text(&keys, req->idempotency_key);
 	}
-	count_ids(reqs, n, counts);
+	rc = read_owner_sections(b, &hold_ids, &booking_ids, &section_ids,
+				 errstr, errstr_size);
+	if (rc != STORE_OK)
+		goto done;
 
 	if (pipeline_start(&p, b->st, errstr, errstr_size) < 0) {
 		rc = STORE_DISCONNECTED;
@@ -1612,24 +1589,21 @@ static enum store_result decide_create_event(struct batch *b,
 
 /* ------------------------------------------------------- writing phase */
 
-/* Queue one write of the batch's write pipeline; its outcome comes with
- * the COMMIT's. STORE_FAILED only when out of memory. */
-static enum store_result run_arrays(struct batch *b, enum statement which,
-				    struct pgarray *arrays, int count,
-				    char *errstr, size_t errstr_size)
+/* Queue one write on the write pipeline; its outcome comes with the
+ * COMMIT's (out of memory here breaks the pipeline, which reports it). */
+static void send_arrays(struct pipeline *writes, enum statement which,
+			struct pgarray *arrays, int count)
 {
 	const char *params[8];
 
 	for (int k = 0; k < count; k++) {
 		params[k] = pgarray_done(&arrays[k]);
 		if (!params[k]) {
-			snprintf(errstr, errstr_size, "out of memory");
-			pipeline_fail(b->writes, "out of memory");
-			return STORE_FAILED;
+			pipeline_fail(writes, "out of memory");
+			return;
 		}
 	}
-	pipeline_send(b->writes, which, params);
-	return STORE_OK;
+	pipeline_send(writes, which, params);
 }
 
 static void arrays_free(struct pgarray *arrays, int count)
@@ -1638,15 +1612,13 @@ static void arrays_free(struct pgarray *arrays, int count)
 		pgarray_free(&arrays[k]);
 }
 
-static enum store_result write_events(struct batch *b, char *errstr,
-				      size_t errstr_size)
+static void write_events(struct batch *b, struct pipeline *writes)
 {
 	struct pgarray ev[4] = {{0}};
 	struct pgarray sec[5] = {{0}};
-	enum store_result rc;
 
 	if (b->event_count == 0)
-		return STORE_OK;
+		return;
 	for (size_t i = 0; i < b->event_count; i++) {
 		const struct request *req = b->events[i].req;
 
@@ -1666,20 +1638,15 @@ static enum store_result write_events(struct batch *b, char *errstr,
 		pgarray_int(&sec[3], row->capacity);
 		pgarray_int(&sec[4], row->remaining);
 	}
-	rc = run_arrays(b, SQL_INSERT_EVENTS, ev, 4, errstr, errstr_size);
-	if (rc == STORE_OK)
-		rc = run_arrays(b, SQL_INSERT_SECTIONS, sec, 5, errstr,
-				errstr_size);
+	send_arrays(writes, SQL_INSERT_EVENTS, ev, 4);
+	send_arrays(writes, SQL_INSERT_SECTIONS, sec, 5);
 	arrays_free(ev, 4);
 	arrays_free(sec, 5);
-	return rc;
 }
 
-static enum store_result write_sections(struct batch *b, char *errstr,
-					size_t errstr_size)
+static void write_sections(struct batch *b, struct pipeline *writes)
 {
 	struct pgarray a[2] = {{0}};
-	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < b->section_count; i++) {
 		const struct section_row *row = &b->sections[i];
@@ -1690,18 +1657,14 @@ static enum store_result write_sections(struct batch *b, char *errstr,
 		pgarray_int(&a[1], row->remaining);
 	}
 	if (a[0].count)
-		rc = run_arrays(b, SQL_UPDATE_SECTIONS, a, 2, errstr,
-				errstr_size);
+		send_arrays(writes, SQL_UPDATE_SECTIONS, a, 2);
 	arrays_free(a, 2);
-	return rc;
 }
 
-static enum store_result write_holds(struct batch *b, char *errstr,
-				     size_t errstr_size)
+static void write_holds(struct batch *b, struct pipeline *writes)
 {
 	struct pgarray ins[8] = {{0}};
 	struct pgarray upd[2] = {{0}};
-	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < b->hold_count; i++) {
 		const struct hold_row *h = &b->holds[i];
@@ -1721,22 +1684,17 @@ static enum store_result write_holds(struct batch *b, char *errstr,
 		}
 	}
 	if (ins[0].count)
-		rc = run_arrays(b, SQL_INSERT_HOLDS, ins, 8, errstr,
-				errstr_size);
-	if (rc == STORE_OK && upd[0].count)
-		rc = run_arrays(b, SQL_UPDATE_HOLDS, upd, 2, errstr,
-				errstr_size);
+		send_arrays(writes, SQL_INSERT_HOLDS, ins, 8);
+	if (upd[0].count)
+		send_arrays(writes, SQL_UPDATE_HOLDS, upd, 2);
 	arrays_free(ins, 8);
 	arrays_free(upd, 2);
-	return rc;
 }
 
-static enum store_result write_bookings(struct batch *b, char *errstr,
-					size_t errstr_size)
+static void write_bookings(struct batch *b, struct pipeline *writes)
 {
 	struct pgarray ins[7] = {{0}};
 	struct pgarray cancelled[1] = {{0}};
-	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < b->booking_count; i++) {
 		const struct booking_row *bk = &b->bookings[i];
@@ -1763,23 +1721,18 @@ static enum store_result write_bookings(struct batch *b, char *errstr,
 			pgarray_int(&cancelled[0], b->bookings[i].id);
 	}
 	if (ins[0].count)
-		rc = run_arrays(b, SQL_INSERT_BOOKINGS, ins, 7, errstr,
-				errstr_size);
-	if (rc == STORE_OK && cancelled[0].count)
-		rc = run_arrays(b, SQL_CANCEL_BOOKINGS, cancelled, 1, errstr,
-				errstr_size);
+		send_arrays(writes, SQL_INSERT_BOOKINGS, ins, 7);
+	if (cancelled[0].count)
+		send_arrays(writes, SQL_CANCEL_BOOKINGS, cancelled, 1);
 	arrays_free(ins, 7);
 	arrays_free(cancelled, 1);
-	return rc;
 }
 
-static enum store_result write_processed(struct batch *b,
-					 struct request *const *reqs, size_t n,
-					 const struct store_outcome *out,
-					 char *errstr, size_t errstr_size)
+static void write_processed(struct pipeline *writes,
+			    struct request *const *reqs, size_t n,
+			    const struct store_outcome *out)
 {
 	struct pgarray a[6] = {{0}};
-	enum store_result rc = STORE_OK;
 
 	for (size_t i = 0; i < n; i++) {
 		/* Replays and conflicts add nothing: the record is there. */
@@ -1794,10 +1747,8 @@ static enum store_result write_processed(struct batch *b,
 		pgarray_text(&a[5], out[i].reply_json);
 	}
 	if (a[0].count)
-		rc = run_arrays(b, SQL_INSERT_PROCESSED, a, 6, errstr,
-				errstr_size);
+		send_arrays(writes, SQL_INSERT_PROCESSED, a, 6);
 	arrays_free(a, 6);
-	return rc;
 }
 
 /* ---------------------------------------------------------- the batch */
@@ -1997,16 +1948,12 @@ static enum store_result write_phase(struct batch *b,
 
 	if (pipeline_start(&writes, b->st, errstr, errstr_size) < 0)
 		return STORE_DISCONNECTED;
-	b->writes = &writes;
-	/* Out of memory marks the pipeline broken: run reports it. */
-	(void)(write_events(b, errstr, errstr_size) == STORE_OK &&
-	       write_sections(b, errstr, errstr_size) == STORE_OK &&
-	       write_holds(b, errstr, errstr_size) == STORE_OK &&
-	       write_bookings(b, errstr, errstr_size) == STORE_OK &&
-	       write_processed(b, reqs, n, out, errstr, errstr_size) ==
-		   STORE_OK);
+	write_events(b, &writes);
+	write_sections(b, &writes);
+	write_holds(b, &writes);
+	write_bookings(b, &writes);
+	write_processed(&writes, reqs, n, out);
 	pipeline_send_command(&writes, "COMMIT");
-	b->writes = NULL;
 	rc = pipeline_run(&writes, errstr, errstr_size);
 	pipeline_clear(&writes);
 	return rc;
