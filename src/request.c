@@ -4,6 +4,7 @@
  */
 #include "request.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -615,70 +616,152 @@ void reply_free(struct reply *reply)
 	reply->section_count = 0;
 }
 
-static void set_id(json_t *obj, const char *name, int64_t value)
+/*
+ * The reply text is written directly, not through jansson: a batch renders
+ * hundreds of them, and a json_t tree per reply cost several times the
+ * writing. Every string goes through text_string, which keeps the output
+ * valid JSON whatever bytes it is given.
+ */
+struct text {
+	char *buf;
+	size_t len, cap;
+	int failed; /* out of memory: the text is dropped at the end */
+};
+
+static void text_add(struct text *t, const char *s, size_t n)
 {
-	if (value > 0)
-		json_object_set_new(obj, name, json_integer(value));
+	if (t->failed)
+		return;
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = t->cap ? t->cap : 256;
+		char *grown;
+
+		while (t->len + n + 1 > cap)
+			cap *= 2;
+		grown = realloc(t->buf, cap);
+		if (!grown) {
+			t->failed = 1;
+			return;
+		}
+		t->buf = grown;
+		t->cap = cap;
+	}
+	memcpy(t->buf + t->len, s, n);
+	t->len += n;
+	t->buf[t->len] = '\0';
+}
+
+static void text_raw(struct text *t, const char *s)
+{
+	text_add(t, s, strlen(s));
+}
+
+/* A JSON string: printable ASCII, quote and backslash escaped; any other
+ * byte (control, DEL, non-ASCII) becomes '?'. */
+static void text_string(struct text *t, const char *s)
+{
+	text_add(t, "\"", 1);
+	for (const char *run = s;; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+			continue;
+		text_add(t, run, (size_t)(s - run));
+		if (c == '\0')
+			break;
+		if (c == '"' || c == '\\') {
+			char escaped[2] = {'\\', (char)c};
+
+			text_add(t, escaped, 2);
+		} else {
+			text_add(t, "?", 1);
+		}
+		run = s + 1;
+	}
+	text_add(t, "\"", 1);
+}
+
+/* ,"name": (the first member of an object has no comma) */
+static void text_member(struct text *t, const char *name)
+{
+	if (t->len && t->buf[t->len - 1] != '{')
+		text_add(t, ",", 1);
+	text_string(t, name);
+	text_add(t, ":", 1);
+}
+
+static void text_integer(struct text *t, int64_t value)
+{
+	char digits[24];
+	int n = snprintf(digits, sizeof(digits), "%" PRId64, value);
+
+	text_add(t, digits, (size_t)n);
+}
+
+static void text_member_string(struct text *t, const char *name,
+			       const char *value)
+{
+	text_member(t, name);
+	text_string(t, value);
+}
+
+static void text_member_integer(struct text *t, const char *name, int64_t value)
+{
+	text_member(t, name);
+	text_integer(t, value);
 }
 
 char *reply_to_json(const char *request_id, const char *type_name,
 		    const struct reply *reply)
 {
-	json_t *obj = json_object();
-	char *out;
+	struct text t = {0};
 
-	if (!obj)
-		return NULL;
+	text_raw(&t, "{");
 	if (request_id && request_id[0])
-		json_object_set_new(obj, "request_id", json_string(request_id));
+		text_member_string(&t, "request_id", request_id);
 	if (type_name && type_name[0])
-		json_object_set_new(obj, "type", json_string(type_name));
-	json_object_set_new(obj, "status",
-			    json_string(reply_status_name(reply->status)));
+		text_member_string(&t, "type", type_name);
+	text_member_string(&t, "status", reply_status_name(reply->status));
 	if (reply->error != ERROR_NONE) {
-		json_t *error = json_object();
-		char message[REQUEST_MESSAGE_MAX];
-		size_t i;
-
-		/* The message may echo bytes of a broken request: keep it
-		 * printable ASCII so that the reply is valid JSON whatever
-		 * the request held. */
-		for (i = 0; reply->message[i] && i + 1 < sizeof(message); i++) {
-			unsigned char c = (unsigned char)reply->message[i];
-
-			message[i] = (c < 0x20 || c > 0x7e) ? '?' : (char)c;
-		}
-		message[i] = '\0';
-		json_object_set_new(
-		    error, "code",
-		    json_string(request_error_code_name(reply->error)));
-		json_object_set_new(error, "message", json_string(message));
-		json_object_set_new(obj, "error", error);
+		text_member(&t, "error");
+		text_raw(&t, "{");
+		text_member_string(&t, "code",
+				   request_error_code_name(reply->error));
+		/* The message may echo bytes of a broken request:
+		 * text_string keeps it printable ASCII. */
+		text_member_string(&t, "message", reply->message);
+		text_raw(&t, "}");
 	}
-	set_id(obj, "booking_id", reply->booking_id);
-	set_id(obj, "hold_id", reply->hold_id);
-	set_id(obj, "event_id", reply->event_id);
-	set_id(obj, "section_id", reply->section_id);
+	if (reply->booking_id > 0)
+		text_member_integer(&t, "booking_id", reply->booking_id);
+	if (reply->hold_id > 0)
+		text_member_integer(&t, "hold_id", reply->hold_id);
+	if (reply->event_id > 0)
+		text_member_integer(&t, "event_id", reply->event_id);
+	if (reply->section_id > 0)
+		text_member_integer(&t, "section_id", reply->section_id);
 	if (reply->quantity > 0)
-		json_object_set_new(obj, "quantity",
-				    json_integer(reply->quantity));
+		text_member_integer(&t, "quantity", reply->quantity);
 	if (reply->remaining >= 0)
-		json_object_set_new(obj, "remaining",
-				    json_integer(reply->remaining));
+		text_member_integer(&t, "remaining", reply->remaining);
 	if (reply->expires_at[0])
-		json_object_set_new(obj, "expires_at",
-				    json_string(reply->expires_at));
+		text_member_string(&t, "expires_at", reply->expires_at);
 	if (reply->section_ids) {
-		json_t *ids = json_array();
-
-		for (size_t i = 0; i < reply->section_count; i++)
-			json_array_append_new(
-			    ids, json_integer(reply->section_ids[i]));
-		json_object_set_new(obj, "section_ids", ids);
+		text_member(&t, "section_ids");
+		text_raw(&t, "[");
+		for (size_t i = 0; i < reply->section_count; i++) {
+			if (i)
+				text_raw(&t, ",");
+			text_integer(&t, reply->section_ids[i]);
+		}
+		text_raw(&t, "]");
 	}
-	out = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(obj);
-	return out;
+	text_raw(&t, "}");
+	if (t.failed) {
+		free(t.buf);
+		return NULL;
+	}
+	return t.buf;
 }
 
 char *reply_rewrite_request_id(const char *stored_json, const char *request_id)
