@@ -96,8 +96,14 @@ CREATE TABLE IF NOT EXISTS processed_requests (
     reply           text NOT NULL,
     processed_at    timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS processed_requests_request_id
-    ON processed_requests (request_id);
+-- GET /requests/{request_id}. A request without an idempotency_key of its
+-- own is keyed by its request_id and found through the primary key; only
+-- the others need this index, so most requests add one index entry, not
+-- two (the full index cost ~30% of the records' insert on the hot path).
+-- Databases made before this index replace the full one here.
+DROP INDEX IF EXISTS processed_requests_request_id;
+CREATE INDEX IF NOT EXISTS processed_requests_request_id_own_key
+    ON processed_requests (request_id) WHERE request_id <> idempotency_key;
 
 -- The invariant, per section: 0 <= remaining <= capacity and
 -- capacity - remaining = confirmed seats + seats of active holds.

@@ -2182,8 +2182,12 @@ static const struct statement_text views[STORE_VIEW_COUNT] = {
 	 " 'request_id', request_id, 'idempotency_key', idempotency_key,"
 	 " 'type', type, 'status', status, 'processed_at', processed_at,"
 	 " 'reply', reply::json)::text "
-	 "FROM processed_requests WHERE request_id = $1::text "
-	 "ORDER BY processed_at DESC LIMIT 1"},
+	 "FROM (SELECT * FROM processed_requests"
+	 "  WHERE idempotency_key = $1::text AND request_id = $1::text"
+	 " UNION ALL"
+	 " SELECT * FROM processed_requests"
+	 "  WHERE request_id = $1::text AND request_id <> idempotency_key"
+	 ") AS r ORDER BY processed_at DESC LIMIT 1"},
 };
 
 enum store_result store_view(struct store *st, enum store_view view,

@@ -89,6 +89,20 @@ def test_hold_and_request_lookup(client, ticketd):
     assert stored["reply"]["hold_id"] == r["hold_id"]
 
 
+def test_request_lookup_when_the_idempotency_key_is_not_the_request_id(client, ticketd):
+    event_id, (section_id,) = new_event(client, capacity=5)
+    rid, key = unique("lookup-keyed"), unique("own-key")
+    r = client.request({"type": "book", "request_id": rid, "idempotency_key": key,
+                        "event_id": event_id, "section_id": section_id, "quantity": 1,
+                        "customer": "k@x"})
+    assert r["status"] == "confirmed"
+    status, stored = ticketd.http_json("/requests/" + rid)
+    assert status == 200 and stored["idempotency_key"] == key
+    assert stored["reply"]["booking_id"] == r["booking_id"]
+    # The key is not a request id: nothing is found under it.
+    assert ticketd.http("/requests/" + key)[0] == 404
+
+
 def test_status_codes(ticketd):
     assert ticketd.http("/events/0")[0] == 400
     assert ticketd.http("/events/abc")[0] == 400
