@@ -100,8 +100,8 @@ CREATE TABLE IF NOT EXISTS processed_requests (
 -- own is keyed by its request_id and found through the primary key; only
 -- the others need this index, so most requests add one index entry, not
 -- two (the full index cost ~30% of the records' insert on the hot path).
--- Databases made before this index replace the full one here.
-DROP INDEX IF EXISTS processed_requests_request_id;
+-- A database made before 2026-11-26 has a full index on request_id
+-- instead: db/migrate-2026-11-26.sql replaces it without blocking writes.
 CREATE INDEX IF NOT EXISTS processed_requests_request_id_own_key
     ON processed_requests (request_id) WHERE request_id <> idempotency_key;
 

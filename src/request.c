@@ -625,6 +625,7 @@ void reply_free(struct reply *reply)
 struct text {
 	char *buf;
 	size_t len, cap;
+	int empty;  /* the innermost open object has no member yet */
 	int failed; /* out of memory: the text is dropped at the end */
 };
 
@@ -681,11 +682,26 @@ static void text_string(struct text *t, const char *s)
 	text_add(t, "\"", 1);
 }
 
-/* ,"name": (the first member of an object has no comma) */
+/* { or [: what follows is the first member or element. */
+static void text_open(struct text *t, const char *bracket)
+{
+	text_raw(t, bracket);
+	t->empty = 1;
+}
+
+/* } or ]: the object or array was a value of the one around it. */
+static void text_close(struct text *t, const char *bracket)
+{
+	text_raw(t, bracket);
+	t->empty = 0;
+}
+
+/* "name": after a comma unless it is the object's first member. */
 static void text_member(struct text *t, const char *name)
 {
-	if (t->len && t->buf[t->len - 1] != '{')
+	if (!t->empty)
 		text_add(t, ",", 1);
+	t->empty = 0;
 	text_string(t, name);
 	text_add(t, ":", 1);
 }
@@ -716,7 +732,7 @@ char *reply_to_json(const char *request_id, const char *type_name,
 {
 	struct text t = {0};
 
-	text_raw(&t, "{");
+	text_open(&t, "{");
 	if (request_id && request_id[0])
 		text_member_string(&t, "request_id", request_id);
 	if (type_name && type_name[0])
@@ -724,13 +740,13 @@ char *reply_to_json(const char *request_id, const char *type_name,
 	text_member_string(&t, "status", reply_status_name(reply->status));
 	if (reply->error != ERROR_NONE) {
 		text_member(&t, "error");
-		text_raw(&t, "{");
+		text_open(&t, "{");
 		text_member_string(&t, "code",
 				   request_error_code_name(reply->error));
 		/* The message may echo bytes of a broken request:
 		 * text_string keeps it printable ASCII. */
 		text_member_string(&t, "message", reply->message);
-		text_raw(&t, "}");
+		text_close(&t, "}");
 	}
 	if (reply->booking_id > 0)
 		text_member_integer(&t, "booking_id", reply->booking_id);
@@ -748,15 +764,15 @@ char *reply_to_json(const char *request_id, const char *type_name,
 		text_member_string(&t, "expires_at", reply->expires_at);
 	if (reply->section_ids) {
 		text_member(&t, "section_ids");
-		text_raw(&t, "[");
+		text_open(&t, "[");
 		for (size_t i = 0; i < reply->section_count; i++) {
 			if (i)
 				text_raw(&t, ",");
 			text_integer(&t, reply->section_ids[i]);
 		}
-		text_raw(&t, "]");
+		text_close(&t, "]");
 	}
-	text_raw(&t, "}");
+	text_close(&t, "}");
 	if (t.failed) {
 		free(t.buf);
 		return NULL;

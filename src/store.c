@@ -823,7 +823,7 @@ struct batch {
 
 	/* Each request's decision (n of them), rendered as its reply text
 	 * only once the batch's bookings are on their way to the server:
-	 * out[i].reply_json set means rendered. */
+	 * out[i].reply_json set means rendered. Owned here: batch_free. */
 	struct reply *replies;
 	size_t reply_count;
 
@@ -1757,6 +1757,9 @@ static void write_bookings(struct batch *b, struct pipeline *writes)
 	arrays_free(cancelled, 1);
 }
 
+/* One idempotency record per request that ran. Every reply is rendered
+ * by now, unless rendering ran out of memory: then writes is broken and
+ * sends nothing. */
 static void write_processed(struct pipeline *writes,
 			    struct request *const *reqs, size_t n,
 			    const struct store_outcome *out)
@@ -1857,7 +1860,9 @@ static void key_index_add(struct key_index *ix, const char *key, size_t index,
 	slot->stored = stored;
 }
 
-/* Request i's reply text from its decision, once; 0 or -1 (memory). */
+/* Request i's reply text from its decision (b->replies[i]), once; 0, or
+ * -1 when out of memory. out[i].reply_json is the caller's (freed by
+ * store_outcome_clear). */
 static int render_reply(struct batch *b, struct request *const *reqs, size_t i,
 			struct store_outcome *out)
 {
@@ -1871,7 +1876,8 @@ static int render_reply(struct batch *b, struct request *const *reqs, size_t i,
 /*
  * The idempotency check for request i: answered from a stored record, from
  * an earlier request of this batch with the same key, or refused as a
- * conflict. Returns 1 when request i is answered, 0 when it must run.
+ * conflict. Returns 1 when request i is answered (out[i].reply_json NULL
+ * if memory ran out), 0 when it must run.
  */
 static int answer_repeat(struct batch *b, struct key_index *keys,
 			 struct request *const *reqs, size_t i,
@@ -1893,10 +1899,8 @@ static int answer_repeat(struct batch *b, struct key_index *keys,
 		stored = p->reply;
 		status = status_parse(p->status);
 	} else {
-		if (render_reply(b, reqs, slot->index, out) != 0)
-			return 1; /* out[i].reply_json NULL: out of memory */
 		fingerprint = reqs[slot->index]->fingerprint;
-		stored = out[slot->index].reply_json;
+		stored = NULL; /* rendered below, if it is a replay */
 		status = out[slot->index].status;
 	}
 	if (strcmp(fingerprint, req->fingerprint) != 0) {
@@ -1911,6 +1915,11 @@ static int answer_repeat(struct batch *b, struct key_index *keys,
 		out[i].reply_json = reply_to_json(
 		    req->request_id, request_type_name(req->type), &reply);
 		return 1;
+	}
+	if (!stored) {
+		if (render_reply(b, reqs, slot->index, out) != 0)
+			return 1;
+		stored = out[slot->index].reply_json;
 	}
 	out[i].status = status;
 	out[i].replayed = 1;
@@ -1994,7 +2003,7 @@ static enum store_result write_phase(struct batch *b,
 	/* The server inserts the bookings while the replies are rendered:
 	 * the idempotency records that carry them go last. */
 	pipeline_push(&writes);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !writes.broken; i++) {
 		if (render_reply(b, reqs, i, out) != 0) {
 			pipeline_fail(&writes, "out of memory");
 			break;
@@ -2187,7 +2196,7 @@ static const struct statement_text views[STORE_VIEW_COUNT] = {
 	 " UNION ALL"
 	 " SELECT * FROM processed_requests"
 	 "  WHERE request_id = $1::text AND request_id <> idempotency_key"
-	 ") AS r ORDER BY processed_at DESC LIMIT 1"},
+	 ") AS r ORDER BY processed_at DESC, idempotency_key LIMIT 1"},
 };
 
 enum store_result store_view(struct store *st, enum store_view view,

@@ -54,8 +54,31 @@ def test_make_install_into_destdir(tmp_path):
     subprocess.run(["make", "-s", "install", "DESTDIR=%s" % tmp_path, "PREFIX=/usr"],
                    cwd=REPO, check=True, capture_output=True)
     for path in ("usr/bin/ticketd", "usr/bin/ticket-flood", "etc/ticketd/ticketd.conf",
-                 "usr/lib/systemd/system/ticketd.service", "usr/share/ticketd/schema.sql"):
+                 "usr/lib/systemd/system/ticketd.service", "usr/share/ticketd/schema.sql",
+                 "usr/share/ticketd/migrate-2026-11-26.sql"):
         assert (tmp_path / path).exists(), path
     unit = (tmp_path / "usr/lib/systemd/system/ticketd.service").read_text()
     assert "ExecStart=/usr/bin/ticketd -c /etc/ticketd/ticketd.conf" in unit
     assert "@" not in unit.split("[Install]")[0].replace("@BINDIR@", "")
+
+
+def test_migration_of_2026_11_26_replaces_the_request_id_index(stack):
+    """A database made before 2026-11-26 (a full index on request_id) ends
+    with the schema's partial index, valid; a second run changes nothing."""
+    def indexes():
+        return dict(stack.query(
+            "SELECT c.relname, i.indisvalid FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = 'processed_requests'::regclass"))
+
+    stack.query("DROP INDEX processed_requests_request_id_own_key")
+    stack.query("CREATE INDEX processed_requests_request_id ON processed_requests (request_id)")
+    for _ in range(2):
+        subprocess.run(["psql", stack.pg, "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                        os.path.join(REPO, "db", "migrate-2026-11-26.sql")],
+                       check=True, capture_output=True)
+        assert indexes() == {"processed_requests_pkey": True,
+                             "processed_requests_request_id_own_key": True}
+    definition = stack.query("SELECT indexdef FROM pg_indexes"
+                             " WHERE indexname = 'processed_requests_request_id_own_key'")[0][0]
+    assert definition.endswith("(request_id) WHERE (request_id <> idempotency_key)")

@@ -92,13 +92,20 @@ def test_hold_and_request_lookup(client, ticketd):
 def test_request_lookup_when_the_idempotency_key_is_not_the_request_id(client, ticketd):
     event_id, (section_id,) = new_event(client, capacity=5)
     rid, key = unique("lookup-keyed"), unique("own-key")
-    r = client.request({"type": "book", "request_id": rid, "idempotency_key": key,
-                        "event_id": event_id, "section_id": section_id, "quantity": 1,
-                        "customer": "k@x"})
-    assert r["status"] == "confirmed"
+    book = {"type": "book", "request_id": rid, "event_id": event_id,
+            "section_id": section_id, "quantity": 1, "customer": "k@x"}
+    first = client.request(dict(book))  # keyed by its request_id
+    status, stored = ticketd.http_json("/requests/" + rid)
+    assert status == 200 and stored["idempotency_key"] == rid
+    assert stored["reply"]["booking_id"] == first["booking_id"]
+    # The same request_id with a key of its own is another request; the
+    # lookup shows the latest of the two.
+    client.send(dict(book, idempotency_key=key))
+    second = client.replies_for(rid, 2)[1]["json"]
+    assert second["status"] == "confirmed" and second["booking_id"] != first["booking_id"]
     status, stored = ticketd.http_json("/requests/" + rid)
     assert status == 200 and stored["idempotency_key"] == key
-    assert stored["reply"]["booking_id"] == r["booking_id"]
+    assert stored["reply"]["booking_id"] == second["booking_id"]
     # The key is not a request id: nothing is found under it.
     assert ticketd.http("/requests/" + key)[0] == 404
 

@@ -1223,6 +1223,36 @@ static void test_reply_to_a_parse_error(void **state)
 	free(text);
 }
 
+/* The escaping, to the byte: quote and backslash escaped, every other byte
+ * outside printable ASCII one '?'; an empty list is []. */
+static void test_reply_escaping_to_the_byte(void **state)
+{
+	struct reply reply = {.remaining = -1};
+	int64_t none[1] = {0};
+	char *text;
+
+	(void)state;
+	reply_set_error(&reply, ERROR_INVALID_FIELD, "%s",
+			"q\"b\\c/\xc3\xa9\x01\x7f");
+	text = reply_to_json("r-1", "book", &reply);
+	assert_string_equal(
+	    text, "{\"request_id\":\"r-1\",\"type\":\"book\","
+		  "\"status\":\"invalid\",\"error\":{\"code\":"
+		  "\"INVALID_FIELD\",\"message\":\"q\\\"b\\\\c/????\"}}");
+	free(text);
+
+	memset(&reply, 0, sizeof(reply));
+	reply.status = STATUS_OK;
+	reply.remaining = -1;
+	reply.section_ids = none;
+	reply.section_count = 0;
+	text = reply_to_json("ev-1", "create_event", &reply);
+	assert_string_equal(text,
+			    "{\"request_id\":\"ev-1\",\"type\":\"create_"
+			    "event\",\"status\":\"ok\",\"section_ids\":[]}");
+	free(text);
+}
+
 static void test_reply_held_and_created(void **state)
 {
 	struct reply reply = {.status = STATUS_HELD,
@@ -1338,6 +1368,7 @@ int main(void)
 	    cmocka_unit_test(test_reply_rejected),
 	    cmocka_unit_test(test_reply_message_bytes),
 	    cmocka_unit_test(test_reply_to_a_parse_error),
+	    cmocka_unit_test(test_reply_escaping_to_the_byte),
 	    cmocka_unit_test(test_reply_held_and_created),
 	    cmocka_unit_test(test_reply_rewrite_request_id),
 	};
