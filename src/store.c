@@ -8,7 +8,7 @@
  *   2. lock those sections, ascending id (no deadlock between batches);
  *   3. lock the holds and bookings named, read the idempotency records;
  *   4. decide each request in arrival order, in memory;
- *   5. write events, sections, holds, bookings and idempotency records
+ *   5. write events, holds, bookings, sections and idempotency records
  *      with one statement per table (arrays + unnest); commit once. The
  *      reply texts are rendered while the server inserts the bookings.
  * Steps 2-3 go to the server as one pipeline, step 5 with its COMMIT as
