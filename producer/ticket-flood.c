@@ -507,10 +507,7 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 				      sizeof(errstr));
 		bad |= kafka_conf_set(conf, "enable.auto.commit", "false",
 				      errstr, sizeof(errstr));
-		bad |= kafka_conf_set(conf, "fetch.wait.max.ms", "5", errstr,
-				      sizeof(errstr));
-		bad |= kafka_conf_set(conf, "fetch.min.bytes", "65536", errstr,
-				      sizeof(errstr));
+		bad |= kafka_conf_set_fetch(conf, errstr, sizeof(errstr));
 	}
 	if (bad) {
 		fprintf(stderr, "ticket-flood: %s\n", errstr);
@@ -966,10 +963,7 @@ static int run_echo(const struct options *o)
 			   sizeof(errstr)) ||
 	    kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
 			   sizeof(errstr)) ||
-	    kafka_conf_set(conf, "fetch.wait.max.ms", "5", errstr,
-			   sizeof(errstr)) ||
-	    kafka_conf_set(conf, "fetch.min.bytes", "65536", errstr,
-			   sizeof(errstr))) {
+	    kafka_conf_set_fetch(conf, errstr, sizeof(errstr))) {
 		fprintf(stderr, "ticket-flood: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);
 		return 2;

@@ -456,11 +456,7 @@ int consumer_start(struct consumer **out, const struct config *cfg,
 	snprintf(interval, sizeof(interval), "%d", cfg->commit_interval_ms);
 	/* At least once: store an offset only when its work is done. These
 	 * come first so that consumer_properties can tune, not break, them:
-	 * the two offset settings are set again after. A fetch waits for
-	 * 64 KB or 5 ms, whichever comes first: a trickle of requests then
-	 * costs the broker one fetch per 5 ms, not one per message (at 5,000
-	 * requests/s on two cores that halved the broker's CPU), for at
-	 * most 5 ms more latency. */
+	 * the two offset settings are set again after. */
 	if (kafka_conf_set(conf, "group.id", cfg->group_id, errstr,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
@@ -469,10 +465,7 @@ int consumer_start(struct consumer **out, const struct config *cfg,
 			   "cooperative-sticky", errstr, errstr_size) != 0 ||
 	    kafka_conf_set(conf, "session.timeout.ms", "10000", errstr,
 			   errstr_size) != 0 ||
-	    kafka_conf_set(conf, "fetch.wait.max.ms", "5", errstr,
-			   errstr_size) != 0 ||
-	    kafka_conf_set(conf, "fetch.min.bytes", "65536", errstr,
-			   errstr_size) != 0 ||
+	    kafka_conf_set_fetch(conf, errstr, errstr_size) != 0 ||
 	    kafka_conf_set(conf, "queued.max.messages.kbytes", "8192", errstr,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "queued.min.messages", "10000", errstr,

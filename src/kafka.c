@@ -22,6 +22,17 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
 	return 0;
 }
 
+int kafka_conf_set_fetch(rd_kafka_conf_t *conf, char *errstr,
+			 size_t errstr_size)
+{
+	if (kafka_conf_set(conf, "fetch.wait.max.ms", "5", errstr,
+			   errstr_size) != 0 ||
+	    kafka_conf_set(conf, "fetch.min.bytes", "65536", errstr,
+			   errstr_size) != 0)
+		return -1;
+	return 0;
+}
+
 int kafka_conf_apply_properties(rd_kafka_conf_t *conf,
 				const struct config_properties *props,
 				char *errstr, size_t errstr_size)

@@ -455,16 +455,26 @@ static int pipeline_start(struct pipeline *p, struct store *st, char *errstr,
 	return 0;
 }
 
+/* Mark the pipeline as failed at what, for why (one line kept): the
+ * rest is not sent, and run reports it. */
+static void pipeline_break(struct pipeline *p, const char *what,
+			   const char *why)
+{
+	if (p->broken)
+		return;
+	p->broken = 1;
+	snprintf(p->send_error, sizeof(p->send_error), "%s: %s", what, why);
+	p->send_error[strcspn(p->send_error, "\n")] = '\0';
+}
+
 static void pipeline_sent(struct pipeline *p, int ok, const char *what)
 {
 	if (p->broken)
 		return;
 	if (!ok || p->count == PIPELINE_MAX) {
-		p->broken = 1;
-		snprintf(p->send_error, sizeof(p->send_error), "%s: %s", what,
-			 ok ? "pipeline too long"
-			    : PQerrorMessage(p->st->conn));
-		p->send_error[strcspn(p->send_error, "\n")] = '\0';
+		pipeline_break(p, what,
+			       ok ? "pipeline too long"
+				  : PQerrorMessage(p->st->conn));
 		return;
 	}
 	p->what[p->count++] = what;
@@ -504,12 +514,8 @@ static void pipeline_fail(struct pipeline *p, const char *why)
  * go out: it starts executing while the rest is prepared. */
 static void pipeline_push(struct pipeline *p)
 {
-	if (!p->broken && PQflush(p->st->conn) < 0) {
-		p->broken = 1;
-		snprintf(p->send_error, sizeof(p->send_error), "flush: %s",
-			 PQerrorMessage(p->st->conn));
-		p->send_error[strcspn(p->send_error, "\n")] = '\0';
-	}
+	if (!p->broken && PQflush(p->st->conn) < 0)
+		pipeline_break(p, "flush", PQerrorMessage(p->st->conn));
 }
 
 /* Push everything out, reading input meanwhile; 0 or -1. */
