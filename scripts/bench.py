@@ -3,7 +3,8 @@ design (pgbench), ticketd with batch_max=1, ticketd as shipped, and the
 Kafka path alone, on the same broker, database and message count.
 
 Rows 2-4 are driven by ticket-flood; row 1 by pgbench with 16 clients.
-Prints one table per workload and ends with
+Prints one table per workload, the latency line, and, when the hot
+workload ran, ends with
     hot speed-up vs per-request: N.Nx; vs Kafka path: N.Nx
 """
 
@@ -85,12 +86,12 @@ def reset(stack, event, first, count, capacity):
                 (event, capacity, capacity, first, first + count - 1))
 
 
-def run_ticketd_row(stack, name, topic, flood_args, **settings):
+def run_ticketd_row(stack, name, topic, flood_args, timeout=900, **settings):
     t = Ticketd(stack, name=name, request_topic=topic, group_id="bench-" + name,
                 log_level="warn", **settings)
     t.start()
     try:
-        f = flood(stack, topic, *flood_args)
+        f = flood(stack, topic, *flood_args, timeout=timeout)
         rss, cpu = proc_usage(t.proc.pid)
     finally:
         code = t.stop()
@@ -150,7 +151,12 @@ def main():
     ap.add_argument("--workloads", default="hot,spread,sell-out,latency",
                     help="which parts to run, comma-separated (\"\" for none, with --rss-flood)")
     args = ap.parse_args()
-    chosen = args.workloads.split(",")
+    chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = set(chosen) - {"hot", "spread", "sell-out", "latency"}
+    if unknown:
+        ap.error("unknown workload(s): %s" % ", ".join(sorted(unknown)))
+    if not chosen and not args.rss_flood:
+        ap.error("nothing to run: no workload and no --rss-flood")
 
     stack = Stack(os.environ["STACK_DIR"])
     stack.env = dict(line.split("=", 1) for line in
@@ -217,8 +223,9 @@ def main():
         big = run_ticketd_row(stack, "rss", "bench.rss",
                               ["--fresh-seed", "--event", "504", "--section", "800",
                                "--sections", "100", "--capacity", "100000000", "-n",
-                               str(args.rss_flood), "-q", "1", "-c", "20000", "-t", "3000"])
-        print("peak RSS over a %d-request flood: %.1f MB (%.0f requests/s, lost %d, "
+                               str(args.rss_flood), "-q", "1", "-c", "20000", "-t", "3000"],
+                              timeout=3100)
+        print("\npeak RSS over a %d-request flood: %.1f MB (%.0f requests/s, lost %d, "
               "invariant %s)" % (args.rss_flood, big["rss"], big["rate"], big["lost"],
                                  "ok" if big["invariant"] else "BROKEN"))
     if "hot" in results:

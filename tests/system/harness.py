@@ -1,6 +1,7 @@
 """Helpers for the system tests: the stack, ticketd processes, and a
 client that sends requests through the real broker and collects replies."""
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ import urllib.error
 import urllib.request
 
 import psycopg2
+import psycopg2.extensions
+import psycopg2.sql
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -317,12 +320,44 @@ def unique(prefix="t"):
     return "%s-%d-%d" % (prefix, os.getpid(), time.monotonic_ns())
 
 
-def run_flood(stack, *args, timeout=600):
-    env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=stack.pg)
+def run_flood(stack, *args, timeout=600, pg=None):
+    env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=pg or stack.pg)
     proc = subprocess.run([os.path.join(REPO, "ticket-flood"), "--quiet", *args],
                           env=env, capture_output=True, text=True,
                           timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def pg_execute(conninfo, statement, params=()):
+    """One statement outside any transaction block (CREATE DATABASE needs
+    that; Stack.query's `with conn` opens one); returns its rows."""
+    conn = psycopg2.connect(conninfo)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def fresh_database(stack):
+    """A new database on the stack's server with db/schema.sql applied;
+    yields its conninfo, drops it afterwards (WITH (FORCE), so that a
+    backend still on its way out does not keep it)."""
+    name = unique("fresh").replace("-", "_")
+    ident = psycopg2.sql.Identifier(name)
+    pg_execute(stack.pg, psycopg2.sql.SQL("CREATE DATABASE {}").format(ident))
+    try:
+        conninfo = psycopg2.extensions.make_dsn(stack.pg, dbname=name)
+        subprocess.run(["psql", conninfo, "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                        os.path.join(REPO, "db", "schema.sql")],
+                       check=True, capture_output=True)
+        yield conninfo
+    finally:
+        pg_execute(stack.pg, psycopg2.sql.SQL(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
 
 
 def invariant_violations(stack):
