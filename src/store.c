@@ -88,7 +88,8 @@ static const struct statement_text statements[SQL_COUNT] = {
 	 "FROM holds WHERE id = ANY($1::bigint[]) "
 	 "ORDER BY id FOR UPDATE"},
     [SQL_LOCK_BOOKINGS] = {"lock_bookings", 1,
-			   "SELECT id, event_id, section_id, quantity, status "
+			   "SELECT id, event_id, section_id, quantity, status,"
+			   " customer "
 			   "FROM bookings WHERE id = ANY($1::bigint[]) "
 			   "ORDER BY id FOR UPDATE"},
     [SQL_EXPIRED_HOLDS] =
@@ -112,17 +113,22 @@ static const struct statement_text statements[SQL_COUNT] = {
     [SQL_EVENTS_EXIST] = {"events_exist", 1,
 			  "SELECT id FROM events "
 			  "WHERE id = ANY($1::bigint[])"},
+    /* The seats each (event, customer) pair has: confirmed bookings and
+     * live holds. One statement for the whole batch; a pair with none
+     * has no row. */
     [SQL_CUSTOMER_SEATS] =
 	{"customer_seats", 2,
-	 "SELECT customer, sum(quantity)::bigint FROM ("
-	 " SELECT customer, quantity FROM bookings"
-	 " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
+	 "SELECT k.event_id, k.customer, sum(s.quantity)::bigint "
+	 "FROM unnest($1::bigint[], $2::text[]) AS k(event_id, customer) "
+	 "CROSS JOIN LATERAL ("
+	 " SELECT quantity FROM bookings"
+	 " WHERE customer = k.customer AND event_id = k.event_id"
 	 " AND status = 'confirmed'"
 	 " UNION ALL"
-	 " SELECT customer, quantity FROM holds"
-	 " WHERE event_id = $1::bigint AND customer = ANY($2::text[])"
+	 " SELECT quantity FROM holds"
+	 " WHERE customer = k.customer AND event_id = k.event_id"
 	 " AND status = 'active' AND expires_at > now()"
-	 ") seats GROUP BY customer"},
+	 ") AS s GROUP BY k.event_id, k.customer"},
     [SQL_NEXT_EVENT_IDS] = {"next_event_ids", 1,
 			    "SELECT nextval('events_id_seq') "
 			    "FROM generate_series(1, $1::int)"},
@@ -813,7 +819,8 @@ struct booking_row {
 	int initial_cancelled;
 	int is_new;
 	int64_t hold_id;
-	const char *customer;
+	const char *customer; /* borrowed: read_customer, a request's */
+	char *read_customer;  /* owned, for a row read from the table */
 	const char *request_key;
 };
 
@@ -829,9 +836,11 @@ struct processed_row {
 	char *reply;
 };
 
+/* Seats one customer has for one event, kept while the batch decides
+ * (only with max_per_customer). customer is the request's own text. */
 struct customer_seats {
 	int64_t event_id;
-	char *customer;
+	const char *customer;
 	int64_t seats;
 };
 
@@ -896,8 +905,8 @@ static void batch_free(struct batch *b)
 		free(b->processed[i].status);
 		free(b->processed[i].reply);
 	}
-	for (size_t i = 0; i < b->customer_count; i++)
-		free(b->customers[i].customer);
+	for (size_t i = 0; i < b->booking_count; i++)
+		free(b->bookings[i].read_customer);
 	for (size_t i = 0; i < b->reply_count; i++)
 		reply_free(&b->replies[i]);
 	free(b->replies);
@@ -1102,6 +1111,10 @@ static int bookings_add_rows(struct batch *b, PGresult *res)
 		bk->quantity = (int)field_int(res, r, 3);
 		bk->cancelled = strcmp(PQgetvalue(res, r, 4), "cancelled") == 0;
 		bk->initial_cancelled = bk->cancelled;
+		bk->read_customer = strdup(PQgetvalue(res, r, 5));
+		if (!bk->read_customer)
+			return -1;
+		bk->customer = bk->read_customer;
 	}
 	return 0;
 }
@@ -1313,69 +1326,102 @@ done:
 
 /* Seats each customer of the batch already has, per event (per-customer
  * limit only). */
-static enum store_result read_customer_seats(struct batch *b,
-					     struct request *const *reqs,
-					     size_t n, char *errstr,
-					     size_t errstr_size)
+/* Order of the batch's customers: event, then customer byte by byte (as
+ * the table's COLLATE "C"). */
+static int customer_seats_order(const void *a, const void *b)
 {
-	if (b->st->limits.max_per_customer <= 0)
-		return STORE_OK;
-	for (size_t i = 0; i < n; i++) {
-		const struct request *req = reqs[i];
-		struct pgarray customers = {0};
-		char event[24];
-		const char *params[2];
-		PGresult *res = NULL;
-		enum store_result rc;
-		int seen = 0;
+	const struct customer_seats *x = a, *y = b;
 
-		if (req->type != REQUEST_BOOK && req->type != REQUEST_HOLD)
-			continue;
-		for (size_t j = 0; j < b->customer_count; j++) {
-			if (b->customers[j].event_id == req->event_id &&
-			    strcmp(b->customers[j].customer, req->customer) ==
-				0)
-				seen = 1;
-		}
-		if (seen)
-			continue;
-		pgarray_text(&customers, req->customer);
-		snprintf(event, sizeof(event), "%" PRId64, req->event_id);
-		params[0] = event;
-		params[1] = pgarray_done(&customers);
-		rc = params[1] ? run(b->st, SQL_CUSTOMER_SEATS, params, &res,
-				     errstr, errstr_size)
-			       : STORE_FAILED;
-		pgarray_free(&customers);
-		if (rc != STORE_OK)
-			return rc;
-		if (grow_array((void **)&b->customers, &b->customer_cap,
-			       b->customer_count, sizeof(*b->customers)) != 0) {
-			PQclear(res);
-			return STORE_FAILED;
-		}
-		b->customers[b->customer_count].event_id = req->event_id;
-		b->customers[b->customer_count].customer =
-		    strdup(req->customer);
-		b->customers[b->customer_count].seats =
-		    PQntuples(res) ? field_int(res, 0, 1) : 0;
-		PQclear(res);
-		if (!b->customers[b->customer_count].customer)
-			return STORE_FAILED;
-		b->customer_count++;
-	}
-	return STORE_OK;
+	if (x->event_id != y->event_id)
+		return x->event_id < y->event_id ? -1 : 1;
+	return strcmp(x->customer, y->customer);
 }
 
 static struct customer_seats *customer_find(struct batch *b, int64_t event_id,
 					    const char *customer)
 {
-	for (size_t j = 0; j < b->customer_count; j++) {
-		if (b->customers[j].event_id == event_id &&
-		    strcmp(b->customers[j].customer, customer) == 0)
-			return &b->customers[j];
+	const struct customer_seats key = {.event_id = event_id,
+					   .customer = customer};
+
+	if (b->customer_count == 0 || !customer)
+		return NULL;
+	return bsearch(&key, b->customers, b->customer_count,
+		       sizeof(*b->customers), customer_seats_order);
+}
+
+/*
+ * With max_per_customer: the seats every customer the batch books or holds
+ * for already has in that event, in one statement whatever the batch's
+ * size. b->customers ends sorted, each pair once.
+ */
+static enum store_result read_customer_seats(struct batch *b,
+					     struct request *const *reqs,
+					     size_t n, char *errstr,
+					     size_t errstr_size)
+{
+	struct pgarray events = {0}, customers = {0};
+	const char *params[2];
+	PGresult *res = NULL;
+	enum store_result rc;
+	size_t kept = 0;
+
+	if (b->st->limits.max_per_customer <= 0)
+		return STORE_OK;
+	for (size_t i = 0; i < n; i++) {
+		const struct request *req = reqs[i];
+
+		if (req->type != REQUEST_BOOK && req->type != REQUEST_HOLD)
+			continue;
+		if (grow_array((void **)&b->customers, &b->customer_cap,
+			       b->customer_count, sizeof(*b->customers)) != 0)
+			return STORE_FAILED;
+		b->customers[b->customer_count++] = (struct customer_seats){
+		    .event_id = req->event_id, .customer = req->customer};
 	}
-	return NULL;
+	if (b->customer_count == 0)
+		return STORE_OK;
+	qsort(b->customers, b->customer_count, sizeof(*b->customers),
+	      customer_seats_order);
+	for (size_t i = 0; i < b->customer_count; i++) {
+		if (kept == 0 || customer_seats_order(&b->customers[kept - 1],
+						      &b->customers[i]) != 0)
+			b->customers[kept++] = b->customers[i];
+	}
+	b->customer_count = kept;
+	for (size_t i = 0; i < kept; i++) {
+		pgarray_int(&events, b->customers[i].event_id);
+		pgarray_text(&customers, b->customers[i].customer);
+	}
+	params[0] = pgarray_done(&events);
+	params[1] = pgarray_done(&customers);
+	rc = params[0] && params[1] ? run(b->st, SQL_CUSTOMER_SEATS, params,
+					  &res, errstr, errstr_size)
+				    : STORE_FAILED;
+	pgarray_free(&events);
+	pgarray_free(&customers);
+	if (rc != STORE_OK)
+		return rc;
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct customer_seats *c = customer_find(
+		    b, field_int(res, r, 0), PQgetvalue(res, r, 1));
+
+		if (c)
+			c->seats = field_int(res, r, 2);
+	}
+	PQclear(res);
+	return STORE_OK;
+}
+
+/* Seats given back (a hold released, a booking cancelled): the batch's
+ * later requests of that customer see it, as they would in transactions
+ * of their own. */
+static void customer_give_back(struct batch *b, int64_t event_id,
+			       const char *customer, int quantity)
+{
+	struct customer_seats *c = customer_find(b, event_id, customer);
+
+	if (c)
+		c->seats -= quantity;
 }
 
 /*
@@ -1575,6 +1621,7 @@ decide_hold_end(struct batch *b, const struct request *req, struct reply *reply)
 	} else {
 		h->status = HOLD_RELEASED;
 		s->remaining += h->quantity;
+		customer_give_back(b, h->event_id, h->customer, h->quantity);
 		reply->status = STATUS_OK;
 	}
 	reply->remaining = s->remaining;
@@ -1609,6 +1656,7 @@ decide_cancel(struct batch *b, const struct request *req, struct reply *reply)
 	}
 	bk->cancelled = 1;
 	s->remaining += bk->quantity;
+	customer_give_back(b, bk->event_id, bk->customer, bk->quantity);
 	reply->status = STATUS_OK;
 	reply->remaining = s->remaining;
 	return STORE_OK;

@@ -10,6 +10,7 @@ import psycopg2
 from harness import (Client, Ticketd, duplicate_executions, fresh_database,
                      invariant_violations, pg_execute, run_flood, unique)
 from test_booking import book, new_event
+from test_holds import hold, simple
 
 
 def batch_histogram(t):
@@ -122,3 +123,59 @@ def test_idempotency_lookup_stays_an_index_probe_as_a_fresh_table_grows(stack):
             time.sleep(0.5)
         assert pg_execute(fresh, "SELECT count(*) FROM processed_requests") == [(3200,)]
         assert (seq, probes >= 3000) == (0, True), (seq, probes)
+
+
+def test_per_customer_limit_in_one_batch_as_if_alone(stack):
+    """max_per_customer inside one batch: each request sees the seats the
+    ones before it took or gave back (a release, a cancel), as it would in
+    a transaction of its own; the limit is per event."""
+    topic = "requests-" + unique("climit")
+    stack.create_topic(topic, partitions=1)
+    t = Ticketd(stack, name="ticketd-climit", request_topic=topic,
+                group_id="climit-" + unique("g"), workers=1, max_per_customer=4).start()
+    c = Client(stack, request_topic=topic)
+    try:
+        event_id, (section_id,) = new_event(c, capacity=100)
+        other_event, (other_section,) = new_event(c, capacity=100)
+        carol = "carol-%s@example.com" % unique("c")
+        booked = c.request(book(event_id, section_id, 1, customer=carol))
+        held = c.request(hold(event_id, section_id, 2, ttl_s=600, customer=carol))
+        assert (booked["status"], held["status"]) == ("confirmed", "held")
+        # carol has 3 of her 4 seats for the event before the batch.
+        requests = [
+            (book(event_id, section_id, 2, customer=carol), "rejected", "QUANTITY_LIMIT"),
+            (book(event_id, section_id, 1, customer=carol), "confirmed", None),   # 4
+            (book(event_id, section_id, 4, customer="dave-" + carol), "confirmed", None),
+            (simple("release", hold_id=held["hold_id"]), "ok", None),            # 2
+            (book(event_id, section_id, 2, customer=carol), "confirmed", None),   # 4
+            (simple("cancel", booking_id=booked["booking_id"]), "ok", None),     # 3
+            (hold(event_id, section_id, 1, ttl_s=600, customer=carol), "held", None),  # 4
+            (book(event_id, section_id, 1, customer=carol), "rejected", "QUANTITY_LIMIT"),
+            (book(other_event, other_section, 4, customer=carol), "confirmed", None),
+        ]
+        before = batch_histogram(t)
+        conn = psycopg2.connect(stack.pg)
+        cur = conn.cursor()
+        cur.execute("SELECT 1 FROM sections WHERE id = %s FOR UPDATE", (section_id,))
+        for req, _, _ in requests:
+            c.send(req, key=str(section_id))
+        time.sleep(2)
+        conn.rollback()
+        conn.close()
+        for req, status, code in requests:
+            reply = c.reply(req["request_id"])
+            assert reply["status"] == status, (req, reply)
+            if code:
+                assert reply["error"]["code"] == code, (req, reply)
+        after = batch_histogram(t)
+        assert after["+Inf"] - after["1"] > before["+Inf"] - before["1"], (before, after)
+        seats = stack.query(
+            "SELECT (SELECT coalesce(sum(quantity), 0) FROM bookings WHERE event_id = %s"
+            " AND customer = %s AND status = 'confirmed')"
+            " + (SELECT coalesce(sum(quantity), 0) FROM holds WHERE event_id = %s"
+            " AND customer = %s AND status = 'active')", (event_id, carol, event_id, carol))
+        assert seats == [(4,)]
+        assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
+    finally:
+        c.close()
+        assert t.stop() == 0
