@@ -186,7 +186,8 @@ install: all ## install binaries, config and systemd unit (PREFIX, DESTDIR)
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/ticketd
 	install -m 755 ticketd ticket-flood $(DESTDIR)$(BINDIR)/
 	install -m 644 etc/ticketd.conf $(DESTDIR)$(SYSCONFDIR)/ticketd/ticketd.conf
-	install -m 644 db/schema.sql db/seed.sql db/check.sql db/migrate-2026-11-26.sql \
+	install -m 644 db/schema.sql db/seed.sql db/check.sql \
+		db/migrate-2026-11-26.sql db/migrate-2026-11-26b.sql \
 		$(DESTDIR)$(PREFIX)/share/ticketd/
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		etc/ticketd.service.in > $(DESTDIR)$(UNITDIR)/ticketd.service

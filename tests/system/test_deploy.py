@@ -55,7 +55,8 @@ def test_make_install_into_destdir(tmp_path):
                    cwd=REPO, check=True, capture_output=True)
     for path in ("usr/bin/ticketd", "usr/bin/ticket-flood", "etc/ticketd/ticketd.conf",
                  "usr/lib/systemd/system/ticketd.service", "usr/share/ticketd/schema.sql",
-                 "usr/share/ticketd/migrate-2026-11-26.sql"):
+                 "usr/share/ticketd/migrate-2026-11-26.sql",
+                 "usr/share/ticketd/migrate-2026-11-26b.sql"):
         assert (tmp_path / path).exists(), path
     unit = (tmp_path / "usr/lib/systemd/system/ticketd.service").read_text()
     assert "ExecStart=/usr/bin/ticketd -c /etc/ticketd/ticketd.conf" in unit
@@ -82,3 +83,23 @@ def test_migration_of_2026_11_26_replaces_the_request_id_index(stack):
     definition = stack.query("SELECT indexdef FROM pg_indexes"
                              " WHERE indexname = 'processed_requests_request_id_own_key'")[0][0]
     assert definition.endswith("(request_id) WHERE (request_id <> idempotency_key)")
+
+
+def test_migration_2026_11_26b_adds_the_customer_holds_index(stack):
+    """A database made before the evening of 2026-11-26 (no index on a
+    customer's active holds) ends with the schema's, valid; a second run
+    changes nothing."""
+    def index():
+        return stack.query(
+            "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+            " WHERE i.indexrelid = to_regclass('holds_customer_active')")
+
+    stack.query("DROP INDEX holds_customer_active")
+    assert index() == []
+    for _ in range(2):
+        subprocess.run(["psql", stack.pg, "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                        os.path.join(REPO, "db", "migrate-2026-11-26b.sql")],
+                       check=True, capture_output=True)
+        (valid, definition), = index()
+        assert valid
+        assert definition.endswith("(customer, event_id) WHERE (status = 'active'::text)")
