@@ -1,6 +1,6 @@
--- For a database made with a db/schema.sql from before the evening of
--- 2026-11-26: add the index on a customer's active holds that the
--- max_per_customer check reads (see holds_customer_active in schema.sql).
+-- For a database without holds_customer_active (made with a db/schema.sql
+-- older than this file): add the index on a customer's active holds that
+-- the max_per_customer check reads (see there).
 -- Any ticketd runs with or without it; with a per-customer limit and many
 -- live holds it is much faster with it.
 --

@@ -43,6 +43,7 @@ enum statement {
 	SQL_EXPIRED_HOLDS,
 	SQL_PROCESSED,
 	SQL_EVENTS_EXIST,
+	SQL_LOCK_CUSTOMERS,
 	SQL_CUSTOMER_SEATS,
 	SQL_NEXT_EVENT_IDS,
 	SQL_NEXT_SECTION_IDS,
@@ -113,22 +114,40 @@ static const struct statement_text statements[SQL_COUNT] = {
     [SQL_EVENTS_EXIST] = {"events_exist", 1,
 			  "SELECT id FROM events "
 			  "WHERE id = ANY($1::bigint[])"},
-    /* The seats each (event, customer) pair has: confirmed bookings and
-     * live holds. One statement for the whole batch; a pair with none
-     * has no row. */
+    /* With max_per_customer: one customer's seats in one event are decided
+     * by one batch at a time, whichever section or process it runs in.
+     * Without this, two workers booking her into two sections of an event
+     * both read her seats before either committed, and both passed the
+     * limit. A transaction-scoped advisory lock per event and one of 64
+     * buckets of customers ("td" in the high bytes): at most 64 locks an
+     * event a batch, and small batches rarely share one. Every batch takes
+     * them after its section locks, in one order. */
+    [SQL_LOCK_CUSTOMERS] =
+	{"lock_customers", 2,
+	 "SELECT pg_advisory_xact_lock(k.event_key, k.bucket) FROM ("
+	 " SELECT DISTINCT hashint8(e) AS event_key,"
+	 " x'74640000'::int | (hashtext(c) & 63) AS bucket"
+	 " FROM unnest($1::bigint[], $2::text[]) AS u(e, c)"
+	 " ORDER BY 1, 2) AS k"},
+    /* The seats each (event, customer) pair has, by its position in the
+     * arrays: confirmed bookings and live holds. One statement for the
+     * whole batch; a pair with none has no row. "event_id + 0" keeps the
+     * bookings side on bookings_customer: ANDed with bookings_event_id,
+     * the planner walked all of an event's bookings for every pair. */
     [SQL_CUSTOMER_SEATS] =
 	{"customer_seats", 2,
-	 "SELECT k.event_id, k.customer, sum(s.quantity)::bigint "
-	 "FROM unnest($1::bigint[], $2::text[]) AS k(event_id, customer) "
+	 "SELECT k.i, sum(s.quantity)::bigint "
+	 "FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY"
+	 " AS k(event_id, customer, i) "
 	 "CROSS JOIN LATERAL ("
 	 " SELECT quantity FROM bookings"
-	 " WHERE customer = k.customer AND event_id = k.event_id"
+	 " WHERE customer = k.customer AND event_id + 0 = k.event_id"
 	 " AND status = 'confirmed'"
 	 " UNION ALL"
 	 " SELECT quantity FROM holds"
 	 " WHERE customer = k.customer AND event_id = k.event_id"
 	 " AND status = 'active' AND expires_at > now()"
-	 ") AS s GROUP BY k.event_id, k.customer"},
+	 ") AS s GROUP BY k.i"},
     [SQL_NEXT_EVENT_IDS] = {"next_event_ids", 1,
 			    "SELECT nextval('events_id_seq') "
 			    "FROM generate_series(1, $1::int)"},
@@ -819,7 +838,8 @@ struct booking_row {
 	int initial_cancelled;
 	int is_new;
 	int64_t hold_id;
-	const char *customer; /* borrowed: read_customer, a request's */
+	const char *customer; /* borrowed: read_customer, the request's or
+			       * the confirmed hold's */
 	char *read_customer;  /* owned, for a row read from the table */
 	const char *request_key;
 };
@@ -1324,8 +1344,6 @@ done:
 	return rc;
 }
 
-/* Seats each customer of the batch already has, per event (per-customer
- * limit only). */
 /* Order of the batch's customers: event, then customer byte by byte (as
  * the table's COLLATE "C"). */
 static int customer_seats_order(const void *a, const void *b)
@@ -1349,10 +1367,31 @@ static struct customer_seats *customer_find(struct batch *b, int64_t event_id,
 		       sizeof(*b->customers), customer_seats_order);
 }
 
+/* The rows of SQL_CUSTOMER_SEATS: seats by the pair's position. */
+static enum store_result customer_seats_add_rows(struct batch *b, PGresult *res,
+						 char *errstr,
+						 size_t errstr_size)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t at = field_int(res, r, 0);
+
+		if (at < 1 || (size_t)at > b->customer_count) {
+			snprintf(errstr, errstr_size,
+				 "customer_seats: row for pair %" PRId64
+				 " of %zu",
+				 at, b->customer_count);
+			return STORE_FAILED;
+		}
+		b->customers[at - 1].seats = field_int(res, r, 1);
+	}
+	return STORE_OK;
+}
+
 /*
- * With max_per_customer: the seats every customer the batch books or holds
- * for already has in that event, in one statement whatever the batch's
- * size. b->customers ends sorted, each pair once.
+ * With max_per_customer: lock the (event, customer) pairs the batch books
+ * or holds for (SQL_LOCK_CUSTOMERS), then read the seats each already has,
+ * in one round trip whatever the batch's size. b->customers ends sorted,
+ * each pair once.
  */
 static enum store_result read_customer_seats(struct batch *b,
 					     struct request *const *reqs,
@@ -1361,7 +1400,7 @@ static enum store_result read_customer_seats(struct batch *b,
 {
 	struct pgarray events = {0}, customers = {0};
 	const char *params[2];
-	PGresult *res = NULL;
+	struct pipeline p;
 	enum store_result rc;
 	size_t kept = 0;
 
@@ -1394,22 +1433,22 @@ static enum store_result read_customer_seats(struct batch *b,
 	}
 	params[0] = pgarray_done(&events);
 	params[1] = pgarray_done(&customers);
-	rc = params[0] && params[1] ? run(b->st, SQL_CUSTOMER_SEATS, params,
-					  &res, errstr, errstr_size)
-				    : STORE_FAILED;
+	if (!params[0] || !params[1]) {
+		rc = STORE_FAILED;
+	} else if (pipeline_start(&p, b->st, errstr, errstr_size) < 0) {
+		rc = STORE_DISCONNECTED;
+	} else {
+		pipeline_send(&p, SQL_LOCK_CUSTOMERS, params);
+		pipeline_send(&p, SQL_CUSTOMER_SEATS, params);
+		rc = pipeline_run(&p, errstr, errstr_size);
+		if (rc == STORE_OK)
+			rc = customer_seats_add_rows(b, p.results[1], errstr,
+						     errstr_size);
+		pipeline_clear(&p);
+	}
 	pgarray_free(&events);
 	pgarray_free(&customers);
-	if (rc != STORE_OK)
-		return rc;
-	for (int r = 0; r < PQntuples(res); r++) {
-		struct customer_seats *c = customer_find(
-		    b, field_int(res, r, 0), PQgetvalue(res, r, 1));
-
-		if (c)
-			c->seats = field_int(res, r, 2);
-	}
-	PQclear(res);
-	return STORE_OK;
+	return rc;
 }
 
 /* Seats given back (a hold released, a booking cancelled): the batch's
@@ -1487,6 +1526,13 @@ static enum store_result decide_seats(struct batch *b,
 	reply->event_id = req->event_id;
 	reply->section_id = req->section_id;
 	c = customer_find(b, req->event_id, req->customer);
+	if (!c && b->st->limits.max_per_customer > 0) {
+		/* read_customer_seats read every book's and hold's pair */
+		snprintf(errstr, errstr_size,
+			 "customer %s of event %" PRId64 " was not read",
+			 req->customer, req->event_id);
+		return STORE_FAILED;
+	}
 	if (c && b->st->limits.max_per_customer > 0 &&
 	    c->seats + req->quantity > b->st->limits.max_per_customer) {
 		reply_set_error(reply, ERROR_QUANTITY_LIMIT,

@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from harness import REPO
+from harness import REPO, fresh_database, pg_execute
 
 
 def setting_names():
@@ -86,20 +86,28 @@ def test_migration_of_2026_11_26_replaces_the_request_id_index(stack):
 
 
 def test_migration_2026_11_26b_adds_the_customer_holds_index(stack):
-    """A database made before the evening of 2026-11-26 (no index on a
-    customer's active holds) ends with the schema's, valid; a second run
-    changes nothing."""
-    def index():
-        return stack.query(
-            "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
-            " WHERE i.indexrelid = to_regclass('holds_customer_active')")
+    """A database without the index on a customer's active holds ends with
+    the schema's, valid; a second run changes nothing; an invalid leftover
+    of an interrupted build is refused, not built around."""
+    def migrate(pg):
+        return subprocess.run(["psql", pg, "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                               os.path.join(REPO, "db", "migrate-2026-11-26b.sql")],
+                              capture_output=True, text=True)
 
-    stack.query("DROP INDEX holds_customer_active")
-    assert index() == []
-    for _ in range(2):
-        subprocess.run(["psql", stack.pg, "-v", "ON_ERROR_STOP=1", "-q", "-f",
-                        os.path.join(REPO, "db", "migrate-2026-11-26b.sql")],
-                       check=True, capture_output=True)
-        (valid, definition), = index()
-        assert valid
-        assert definition.endswith("(customer, event_id) WHERE (status = 'active'::text)")
+    def index(pg):
+        return pg_execute(pg, "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                              " WHERE i.indexrelid = to_regclass('holds_customer_active')")
+
+    with fresh_database(stack) as pg:
+        pg_execute(pg, "DROP INDEX holds_customer_active")
+        assert index(pg) == []
+        for _ in range(2):
+            run = migrate(pg)
+            assert run.returncode == 0, run.stderr
+            (valid, definition), = index(pg)
+            assert valid
+            assert definition.endswith("(customer, event_id) WHERE (status = 'active'::text)")
+        pg_execute(pg, "UPDATE pg_index SET indisvalid = false"
+                       " WHERE indexrelid = 'holds_customer_active'::regclass")
+        run = migrate(pg)
+        assert run.returncode != 0 and "holds_customer_active is INVALID" in run.stderr, run
