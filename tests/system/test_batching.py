@@ -23,12 +23,18 @@ def batch_histogram(t):
     return counts
 
 
-def test_mixed_batch_gives_each_request_its_own_outcome(stack):
-    topic = "requests-" + unique("batch")
+def own_ticketd(stack, name, **settings):
+    """A ticketd on a topic of its own with one partition (so that what is
+    sent queues for its workers in order), and a client for that topic."""
+    topic = "requests-" + unique(name)
     stack.create_topic(topic, partitions=1)
-    t = Ticketd(stack, name="ticketd-batch", request_topic=topic,
-                group_id="batch-" + unique("g"), workers=1).start()
-    c = Client(stack, request_topic=topic)
+    t = Ticketd(stack, name="ticketd-" + name, request_topic=topic,
+                group_id=name + "-" + unique("g"), **settings).start()
+    return t, Client(stack, request_topic=topic)
+
+
+def test_mixed_batch_gives_each_request_its_own_outcome(stack):
+    t, c = own_ticketd(stack, "batch", workers=1)
     try:
         event_id, (section_id,) = new_event(c, capacity=5)
         first = book(event_id, section_id, 2, rid=unique("b1"))
@@ -130,11 +136,7 @@ def test_per_customer_limit_in_one_batch_as_if_alone(stack):
     ones before it took or gave back (a release, a cancel), as it would in
     a transaction of its own; an expired hold counts for nothing; the limit
     is per event."""
-    topic = "requests-" + unique("climit")
-    stack.create_topic(topic, partitions=1)
-    t = Ticketd(stack, name="ticketd-climit", request_topic=topic,
-                group_id="climit-" + unique("g"), workers=1, max_per_customer=4).start()
-    c = Client(stack, request_topic=topic)
+    t, c = own_ticketd(stack, "climit", workers=1, max_per_customer=4)
     conn = None
     try:
         event_id, (section_id,) = new_event(c, capacity=100)
@@ -203,11 +205,7 @@ def test_per_customer_limit_holds_across_workers(stack):
     once: the second decides only after the first committed, so the limit
     holds. The first worker is kept from committing (a session holds its
     idempotency key uncommitted) while the second runs."""
-    topic = "requests-" + unique("race")
-    stack.create_topic(topic, partitions=1)
-    t = Ticketd(stack, name="ticketd-race", request_topic=topic,
-                group_id="race-" + unique("g"), workers=2, max_per_customer=4).start()
-    c = Client(stack, request_topic=topic)
+    t, c = own_ticketd(stack, "race", workers=2, max_per_customer=4)
     blocker = None
     try:
         event_id, (first, second) = new_event(c, capacity=100, sections=2)
