@@ -13,7 +13,9 @@
  *      reply texts are rendered while the server inserts the bookings.
  * Steps 2-3 go to the server as one pipeline, step 5 with its COMMIT as
  * another: a batch costs two round trips (three when it names holds or
- * bookings by id), whatever its size.
+ * bookings by id), whatever its size. With max_per_customer, step 3 also
+ * locks the batch's customers and reads their seats (SQL_LOCK_CUSTOMERS,
+ * SQL_CUSTOMER_SEATS): one round trip more.
  * Every statement is parameterised, and prepared or sent unnamed (see
  * planned_each_time); none is built from input.
  */
@@ -114,14 +116,20 @@ static const struct statement_text statements[SQL_COUNT] = {
     [SQL_EVENTS_EXIST] = {"events_exist", 1,
 			  "SELECT id FROM events "
 			  "WHERE id = ANY($1::bigint[])"},
-    /* With max_per_customer: one customer's seats in one event are decided
-     * by one batch at a time, whichever section or process it runs in.
-     * Without this, two workers booking her into two sections of an event
-     * both read her seats before either committed, and both passed the
-     * limit. A transaction-scoped advisory lock per event and one of 64
-     * buckets of customers ("td" in the high bytes): at most 64 locks an
-     * event a batch, and small batches rarely share one. Every batch takes
-     * them after its section locks, in one order. */
+    /* With max_per_customer: one customer's books and holds in one event
+     * are decided by one batch at a time, whichever section or process it
+     * runs in. Without this, two workers booking her into two sections of
+     * an event both read her seats before either committed, and both
+     * passed the limit. A transaction-scoped advisory lock per event
+     * (hashint8) and one of 64 buckets of customers, "td" in the high
+     * bytes of the second key (another application's two-key advisory
+     * locks on those values would wait with ours). Every batch takes them
+     * after all its row locks, ascending, so no two batches wait for each
+     * other in a cycle; at most 64 an event, CUSTOMER_LOCKS_MAX a batch.
+     * Two batches of 5 customers of one event share a bucket about one
+     * time in three; a batch of some 270 holds nearly all 64, so large
+     * batches of one event run one at a time. Relies on READ COMMITTED:
+     * the seats are read after the locks, with a fresh snapshot. */
     [SQL_LOCK_CUSTOMERS] =
 	{"lock_customers", 2,
 	 "SELECT pg_advisory_xact_lock(k.event_key, k.bucket) FROM ("
@@ -352,6 +360,10 @@ static enum store_result classify(struct store *st, PGresult *res,
 	if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 ||
 	    strcmp(sqlstate, "23505") == 0 || strcmp(sqlstate, "55P03") == 0)
 		return STORE_RETRY;
+	/* Insufficient resources (out of shared memory for locks, disk
+	 * full, ...): a passing condition, not a refusal of the requests. */
+	if (strncmp(sqlstate, "53", 2) == 0)
+		return STORE_TOO_BIG;
 	return STORE_FAILED;
 }
 
@@ -1252,7 +1264,10 @@ static enum store_result read_phase(struct batch *b,
 		rc = STORE_DISCONNECTED;
 		goto done;
 	}
-	pipeline_send_command(&p, "BEGIN");
+	/* Read committed, whatever the database's default: each statement
+	 * sees what committed before it started, which the customer locks
+	 * rely on (SQL_LOCK_CUSTOMERS). */
+	pipeline_send_command(&p, "BEGIN ISOLATION LEVEL READ COMMITTED");
 	at_now = p.count;
 	pipeline_send(&p, SQL_NOW, NULL);
 	for (int k = 0; k < 4; k++) {
@@ -1367,6 +1382,27 @@ static struct customer_seats *customer_find(struct batch *b, int64_t event_id,
 		       sizeof(*b->customers), customer_seats_order);
 }
 
+/* Most customer locks one batch may take (SQL_LOCK_CUSTOMERS): the
+ * server's lock table is shared by every session (64 x max_connections
+ * entries by default). A batch that needs more runs in halves. */
+#define CUSTOMER_LOCKS_MAX 256
+
+/* Locks SQL_LOCK_CUSTOMERS may take for b->customers (sorted, each pair
+ * once): per event, one a customer up to its 64 buckets. */
+static size_t customer_locks_needed(const struct batch *b)
+{
+	size_t locks = 0, in_event = 0;
+
+	for (size_t i = 0; i < b->customer_count; i++) {
+		if (i > 0 &&
+		    b->customers[i].event_id != b->customers[i - 1].event_id)
+			in_event = 0;
+		if (in_event++ < 64)
+			locks++;
+	}
+	return locks;
+}
+
 /* The rows of SQL_CUSTOMER_SEATS: seats by the pair's position. */
 static enum store_result customer_seats_add_rows(struct batch *b, PGresult *res,
 						 char *errstr,
@@ -1427,6 +1463,13 @@ static enum store_result read_customer_seats(struct batch *b,
 			b->customers[kept++] = b->customers[i];
 	}
 	b->customer_count = kept;
+	if (customer_locks_needed(b) > CUSTOMER_LOCKS_MAX) {
+		snprintf(errstr, errstr_size,
+			 "the batch needs up to %zu customer locks, more than "
+			 "%d",
+			 customer_locks_needed(b), CUSTOMER_LOCKS_MAX);
+		return STORE_TOO_BIG;
+	}
 	for (size_t i = 0; i < kept; i++) {
 		pgarray_int(&events, b->customers[i].event_id);
 		pgarray_text(&customers, b->customers[i].customer);

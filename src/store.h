@@ -17,6 +17,9 @@ enum store_result {
 	STORE_RETRY, /* serialization failure, deadlock, key race: run again */
 	STORE_DISCONNECTED, /* the connection is gone: reconnect, run again */
 	STORE_FAILED,	    /* the database refused something in the batch */
+	STORE_TOO_BIG,	    /* out of a server resource (SQLSTATE class 53), or
+			     * more customer locks than one batch may take: run
+			     * it in halves; alone, run it again later */
 };
 
 /* What one request came to. reply_json is heap; store_outcome_clear frees it.

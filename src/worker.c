@@ -197,8 +197,10 @@ static void refuse_in_database(struct job *job, const struct request *req,
 
 /*
  * Run jobs[0..n) as one transaction, again after a retryable error, split
- * in halves after a refusal so that one bad request cannot sink the rest.
- * 0 when every job has its outcome, -1 when the pool stopped first.
+ * in halves after a refusal so that one bad request cannot sink the rest,
+ * and after running out of a server resource (a single request then waits
+ * and runs again: a full lock table is no fault of its). 0 when every job
+ * has its outcome, -1 when the pool stopped first.
  */
 static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 		   size_t n)
@@ -235,18 +237,24 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 			set_db_down(w, 1, errstr);
 			continue;
 		}
-		if (rc == STORE_RETRY) {
+		if (rc == STORE_RETRY || (rc == STORE_TOO_BIG && n == 1)) {
 			atomic_fetch_add(&m->batch_retries, 1);
-			log_debug("worker %d: batch of %zu retried: %s",
-				  w->index, n, errstr);
+			if (rc == STORE_TOO_BIG && pause_ms == 1)
+				log_warn("worker %d: partition %d offset %lld "
+					 "waits for the database: %s",
+					 w->index, (int)jobs[0]->partition,
+					 (long long)jobs[0]->offset, errstr);
+			else
+				log_debug("worker %d: batch of %zu retried: %s",
+					  w->index, n, errstr);
 			if (atomic_load(&w->pool->stopping))
 				return -1;
 			sleep_ms(pause_ms);
 			pause_ms = pause_ms * 2 > 200 ? 200 : pause_ms * 2;
 			continue;
 		}
-		/* STORE_FAILED */
-		if (n == 1) {
+		/* STORE_FAILED, or STORE_TOO_BIG for more than one */
+		if (rc == STORE_FAILED && n == 1) {
 			log_warn("worker %d: partition %d offset %lld refused "
 				 "by the database: %s",
 				 w->index, (int)jobs[0]->partition,

@@ -2,6 +2,7 @@
 would get alone (issue 5). Not a timing test: the section row is held
 locked so that the requests queue up and are taken as one batch."""
 
+import contextlib
 import json
 import time
 
@@ -11,6 +12,15 @@ from harness import (Client, Ticketd, duplicate_executions, fresh_database,
                      invariant_violations, pg_execute, run_flood, unique)
 from test_booking import book, new_event
 from test_holds import hold, simple
+
+
+def metric(t, name):
+    """One counter of t's /metrics."""
+    status, text = t.http("/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics (HTTP %s)" % (name, status))
 
 
 def batch_histogram(t):
@@ -23,19 +33,43 @@ def batch_histogram(t):
     return counts
 
 
+@contextlib.contextmanager
 def own_ticketd(stack, name, **settings):
     """A ticketd on a topic of its own with one partition (so that what is
-    sent queues for its workers in order), and a client for that topic."""
+    sent queues for its workers in order), and a client for that topic;
+    ticketd must exit 0 at the end."""
     topic = "requests-" + unique(name)
     stack.create_topic(topic, partitions=1)
     t = Ticketd(stack, name="ticketd-" + name, request_topic=topic,
                 group_id=name + "-" + unique("g"), **settings).start()
-    return t, Client(stack, request_topic=topic)
+    c = None
+    try:
+        c = Client(stack, request_topic=topic)
+        yield t, c
+    except BaseException:
+        if c:
+            c.close()
+        t.stop()
+        raise
+    c.close()
+    assert t.stop() == 0, t.log_tail()
+
+
+@contextlib.contextmanager
+def holding(stack, statement, params=()):
+    """A session that ran statement (taking its locks, or writing without
+    committing) until the block ends, then rolls back."""
+    conn = psycopg2.connect(stack.pg)
+    try:
+        conn.cursor().execute(statement, params)
+        yield
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 def test_mixed_batch_gives_each_request_its_own_outcome(stack):
-    t, c = own_ticketd(stack, "batch", workers=1)
-    try:
+    with own_ticketd(stack, "batch", workers=1) as (t, c):
         event_id, (section_id,) = new_event(c, capacity=5)
         first = book(event_id, section_id, 2, rid=unique("b1"))
         requests = [
@@ -51,17 +85,13 @@ def test_mixed_batch_gives_each_request_its_own_outcome(stack):
         ]
         before = batch_histogram(t)
         # Hold the section so that everything queues behind one lock.
-        conn = psycopg2.connect(stack.pg)
-        cur = conn.cursor()
-        cur.execute("SELECT 1 FROM sections WHERE id = %s FOR UPDATE", (section_id,))
         correlations = []
-        for i, (req, _, _, _) in enumerate(requests):
-            cid = ("%s-%d" % (unique("corr"), i)).encode()
-            correlations.append(cid)
-            c.send(req, key=str(section_id), correlation=cid)
-        time.sleep(2)
-        conn.rollback()
-        conn.close()
+        with holding(stack, "SELECT 1 FROM sections WHERE id = %s FOR UPDATE", (section_id,)):
+            for i, (req, _, _, _) in enumerate(requests):
+                cid = ("%s-%d" % (unique("corr"), i)).encode()
+                correlations.append(cid)
+                c.send(req, key=str(section_id), correlation=cid)
+            time.sleep(2)
         for cid, (req, status, code, remaining) in zip(correlations, requests):
             found = c.wait_for(lambda r, cid=cid: r["headers"].get("kafka_correlationId") == cid)
             assert found, req
@@ -82,9 +112,6 @@ def test_mixed_batch_gives_each_request_its_own_outcome(stack):
         assert stack.query("SELECT count(*), sum(quantity) FROM bookings WHERE section_id = %s",
                            (section_id,)) == [(2, 5)]
         assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
-    finally:
-        c.close()
-        assert t.stop() == 0
 
 
 def test_idempotency_lookup_stays_an_index_probe_as_a_fresh_table_grows(stack):
@@ -136,9 +163,7 @@ def test_per_customer_limit_in_one_batch_as_if_alone(stack):
     ones before it took or gave back (a release, a cancel), as it would in
     a transaction of its own; an expired hold counts for nothing; the limit
     is per event."""
-    t, c = own_ticketd(stack, "climit", workers=1, max_per_customer=4)
-    conn = None
-    try:
+    with own_ticketd(stack, "climit", workers=1, max_per_customer=4) as (t, c):
         event_id, (section_id,) = new_event(c, capacity=100)
         other_event, (other_section,) = new_event(c, capacity=100)
         carol = "carol-%s@example.com" % unique("c")
@@ -161,13 +186,10 @@ def test_per_customer_limit_in_one_batch_as_if_alone(stack):
             (book(other_event, other_section, 4, customer=carol), "confirmed", None),
         ]
         before = batch_histogram(t)
-        conn = psycopg2.connect(stack.pg)
-        cur = conn.cursor()
-        cur.execute("SELECT 1 FROM sections WHERE id = %s FOR UPDATE", (section_id,))
-        for req, _, _ in requests:
-            c.send(req, key=str(section_id))
-        time.sleep(2)
-        conn.rollback()
+        with holding(stack, "SELECT 1 FROM sections WHERE id = %s FOR UPDATE", (section_id,)):
+            for req, _, _ in requests:
+                c.send(req, key=str(section_id))
+            time.sleep(2)
         for req, status, code in requests:
             reply = c.reply(req["request_id"])
             assert reply["status"] == status, (req, reply)
@@ -184,11 +206,6 @@ def test_per_customer_limit_in_one_batch_as_if_alone(stack):
             (event_id, carol, event_id, carol))
         assert seats == [(4,)]
         assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
-    finally:
-        if conn:
-            conn.close()
-        c.close()
-        assert t.stop() == 0
 
 
 def worker_of(key, workers):
@@ -200,14 +217,28 @@ def worker_of(key, workers):
     return h % workers
 
 
+def until(condition, timeout=30):
+    """Poll condition until it holds (True) or timeout seconds pass."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def ticketd_waits_on(stack, lock):
+    """Whether a ticketd session waits for a lock of that kind."""
+    return stack.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ticketd'"
+                       " AND wait_event_type = 'Lock' AND wait_event = %s", (lock,))[0][0] > 0
+
+
 def test_per_customer_limit_holds_across_workers(stack):
     """One customer booked into two sections of an event by two workers at
     once: the second decides only after the first committed, so the limit
     holds. The first worker is kept from committing (a session holds its
     idempotency key uncommitted) while the second runs."""
-    t, c = own_ticketd(stack, "race", workers=2, max_per_customer=4)
-    blocker = None
-    try:
+    with own_ticketd(stack, "race", workers=2, max_per_customer=4) as (t, c):
         event_id, (first, second) = new_event(c, capacity=100, sections=2)
         keys = ["k%d" % i for i in range(16)]
         key_a = keys[0]
@@ -215,24 +246,48 @@ def test_per_customer_limit_holds_across_workers(stack):
         dana = "dana-%s@example.com" % unique("d")
         a = book(event_id, first, 3, customer=dana)
         b = book(event_id, second, 3, customer=dana)
-        blocker = psycopg2.connect(stack.pg)
-        blocker.cursor().execute(
-            "INSERT INTO processed_requests (idempotency_key, request_id, type,"
-            " fingerprint, status, reply) VALUES (%s, %s, 'book', '-', '-', '{}')",
-            (a["request_id"], a["request_id"]))
-        c.send(a, key=key_a)
-        time.sleep(1.5)   # a has read dana's seats and waits to write
-        c.send(b, key=key_b)
-        time.sleep(1.5)   # b runs meanwhile, or waits for a
-        blocker.rollback()
+        with holding(stack, "INSERT INTO processed_requests (idempotency_key, request_id,"
+                            " type, fingerprint, status, reply)"
+                            " VALUES (%s, %s, 'book', '-', '-', '{}')",
+                     (a["request_id"], a["request_id"])):
+            c.send(a, key=key_a)
+            # a has read dana's seats and waits to write its record ...
+            assert until(lambda: ticketd_waits_on(stack, "transactionid")), "a never blocked"
+            c.send(b, key=key_b)
+            # ... while b waits for a's customer lock (or, unlocked, answers).
+            assert until(lambda: ticketd_waits_on(stack, "advisory")
+                         or c.replies_for(b["request_id"], 1, timeout=0.2)), \
+                "b neither ran nor waited"
         reply_a, reply_b = c.reply(a["request_id"]), c.reply(b["request_id"])
         assert reply_a["status"] == "confirmed", reply_a
         assert (reply_b["status"], reply_b.get("error", {}).get("code")) == \
             ("rejected", "QUANTITY_LIMIT"), reply_b
         assert stack.query("SELECT coalesce(sum(quantity), 0) FROM bookings WHERE event_id = %s"
                            " AND customer = %s", (event_id, dana)) == [(3,)]
-    finally:
-        if blocker:
-            blocker.close()
-        c.close()
-        assert t.stop() == 0
+        assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
+
+
+def test_batch_past_the_customer_lock_bound_runs_in_halves(stack):
+    """A batch whose customers would need more advisory locks than one
+    batch may take (256: 5 events x 64 customers = 320) is split, not
+    refused: every request gets its outcome."""
+    with own_ticketd(stack, "locks", workers=1, max_per_customer=4) as (t, c):
+        events = [new_event(c, capacity=1000) for _ in range(5)]
+        requests = [book(event_id, section_id, 1, customer="u%d-%s" % (i, unique("u")))
+                    for event_id, (section_id,) in events for i in range(64)]
+        splits = metric(t, "ticketd_batch_splits_total")
+        # A first request takes the worker into the locked sections; the
+        # rest queue behind it, to be taken as one batch.
+        plug = book(events[0][0], events[0][1][0], 1, customer="plug-" + unique("p"))
+        with holding(stack, "SELECT 1 FROM sections WHERE id = ANY(%s) FOR UPDATE",
+                     ([section_id for _, (section_id,) in events],)):
+            c.send(plug, key="locks")
+            assert until(lambda: ticketd_waits_on(stack, "transactionid")), "no batch blocked"
+            for req in requests:
+                c.send(req, key="locks")
+            time.sleep(1)
+        assert c.reply(plug["request_id"])["status"] == "confirmed"
+        for req in requests:
+            assert c.reply(req["request_id"])["status"] == "confirmed", req
+        assert metric(t, "ticketd_batch_splits_total") > splits
+        assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
