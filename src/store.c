@@ -95,12 +95,15 @@ static const struct statement_text statements[SQL_COUNT] = {
 			   " customer "
 			   "FROM bookings WHERE id = ANY($1::bigint[]) "
 			   "ORDER BY id FOR UPDATE"},
+    /* Expired by the batch's clock ($2, microseconds since the epoch). */
     [SQL_EXPIRED_HOLDS] =
-	{"expired_holds", 1,
+	{"expired_holds", 2,
 	 "SELECT id, event_id, section_id, quantity, customer, status, "
 	 "(extract(epoch FROM expires_at) * 1000000)::bigint "
 	 "FROM holds WHERE section_id = $1::bigint "
-	 "AND status = 'active' AND expires_at <= now() "
+	 "AND status = 'active' "
+	 "AND expires_at <= timestamptz 'epoch' + $2::bigint * "
+	 "interval '1 microsecond' "
 	 "ORDER BY id FOR UPDATE"},
     /* One index probe per distinct key, whatever the statistics say. As
      * "idempotency_key = ANY($1)", the planner scanned the whole table
@@ -137,25 +140,29 @@ static const struct statement_text statements[SQL_COUNT] = {
 	 " x'74640000'::int | (hashtext(c) & 63) AS bucket"
 	 " FROM unnest($1::bigint[], $2::text[]) AS u(e, c)"
 	 " ORDER BY 1, 2) AS k"},
-    /* The seats each (event, customer) pair has, by its position in the
-     * arrays: confirmed bookings and live holds. One statement for the
-     * whole batch; a pair with none has no row. "event_id + 0" keeps the
-     * bookings side on bookings_customer: ANDed with bookings_event_id,
-     * the planner walked all of an event's bookings for every pair. */
+    /* The seats each (event, customer) pair has, one row per pair by its
+     * position in the arrays: confirmed bookings and live holds, live by
+     * the clock read now, after the customer locks, which the batch then
+     * decides by (its start may be older than a commit it waited for).
+     * "event_id + 0" keeps the bookings side on bookings_customer: ANDed
+     * with bookings_event_id, the planner walked all of an event's
+     * bookings for every pair. */
     [SQL_CUSTOMER_SEATS] =
 	{"customer_seats", 2,
-	 "SELECT k.i, sum(s.quantity)::bigint "
+	 "WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS t) "
+	 "SELECT k.i, coalesce(sum(s.quantity), 0)::bigint,"
+	 " (extract(epoch FROM (SELECT t FROM clock)) * 1000000)::bigint "
 	 "FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY"
 	 " AS k(event_id, customer, i) "
-	 "CROSS JOIN LATERAL ("
+	 "LEFT JOIN LATERAL ("
 	 " SELECT quantity FROM bookings"
 	 " WHERE customer = k.customer AND event_id + 0 = k.event_id"
 	 " AND status = 'confirmed'"
 	 " UNION ALL"
 	 " SELECT quantity FROM holds"
 	 " WHERE customer = k.customer AND event_id = k.event_id"
-	 " AND status = 'active' AND expires_at > now()"
-	 ") AS s GROUP BY k.i"},
+	 " AND status = 'active' AND expires_at > (SELECT t FROM clock)"
+	 ") AS s ON true GROUP BY k.i"},
     [SQL_NEXT_EVENT_IDS] = {"next_event_ids", 1,
 			    "SELECT nextval('events_id_seq') "
 			    "FROM generate_series(1, $1::int)"},
@@ -1403,7 +1410,8 @@ static size_t customer_locks_needed(const struct batch *b)
 	return locks;
 }
 
-/* The rows of SQL_CUSTOMER_SEATS: seats by the pair's position. */
+/* The rows of SQL_CUSTOMER_SEATS: seats by the pair's position, and the
+ * clock the batch decides by from now on. */
 static enum store_result customer_seats_add_rows(struct batch *b, PGresult *res,
 						 char *errstr,
 						 size_t errstr_size)
@@ -1419,15 +1427,16 @@ static enum store_result customer_seats_add_rows(struct batch *b, PGresult *res,
 			return STORE_FAILED;
 		}
 		b->customers[at - 1].seats = field_int(res, r, 1);
+		b->now_us = field_int(res, r, 2);
 	}
 	return STORE_OK;
 }
 
 /*
- * With max_per_customer: lock the (event, customer) pairs the batch books
- * or holds for (SQL_LOCK_CUSTOMERS), then read the seats each already has,
- * in one round trip whatever the batch's size. b->customers ends sorted,
- * each pair once.
+ * With max_per_customer: lock the (event, customer) pairs the batch books,
+ * holds or confirms for (SQL_LOCK_CUSTOMERS), then read the seats each
+ * already has and the clock, in one round trip whatever the batch's size.
+ * b->customers ends sorted, each pair once.
  */
 static enum store_result read_customer_seats(struct batch *b,
 					     struct request *const *reqs,
@@ -1445,13 +1454,27 @@ static enum store_result read_customer_seats(struct batch *b,
 	for (size_t i = 0; i < n; i++) {
 		const struct request *req = reqs[i];
 
-		if (req->type != REQUEST_BOOK && req->type != REQUEST_HOLD)
+		struct customer_seats pair = {.event_id = req->event_id,
+					      .customer = req->customer};
+
+		/* A confirm turns a live hold into a booking: it must not
+		 * judge the hold's expiry while a book of the same customer
+		 * decides elsewhere, so it takes her lock too. */
+		if (req->type == REQUEST_CONFIRM) {
+			const struct hold_row *h = hold_find(b, req->hold_id);
+
+			if (!h)
+				continue;
+			pair = (struct customer_seats){.event_id = h->event_id,
+						       .customer = h->customer};
+		} else if (req->type != REQUEST_BOOK &&
+			   req->type != REQUEST_HOLD) {
 			continue;
+		}
 		if (grow_array((void **)&b->customers, &b->customer_cap,
 			       b->customer_count, sizeof(*b->customers)) != 0)
 			return STORE_FAILED;
-		b->customers[b->customer_count++] = (struct customer_seats){
-		    .event_id = req->event_id, .customer = req->customer};
+		b->customers[b->customer_count++] = pair;
 	}
 	if (b->customer_count == 0)
 		return STORE_OK;
@@ -1514,8 +1537,8 @@ static void customer_give_back(struct batch *b, int64_t event_id,
 static enum store_result reclaim_expired(struct batch *b, struct section_row *s,
 					 char *errstr, size_t errstr_size)
 {
-	char id[24];
-	const char *params[1] = {id};
+	char id[24], now[24];
+	const char *params[2] = {id, now};
 	PGresult *res = NULL;
 	enum store_result rc;
 
@@ -1523,6 +1546,7 @@ static enum store_result reclaim_expired(struct batch *b, struct section_row *s,
 		return STORE_OK;
 	s->expired_loaded = 1;
 	snprintf(id, sizeof(id), "%" PRId64, s->id);
+	snprintf(now, sizeof(now), "%" PRId64, b->now_us);
 	rc = run(b->st, SQL_EXPIRED_HOLDS, params, &res, errstr, errstr_size);
 	if (rc != STORE_OK)
 		return rc;

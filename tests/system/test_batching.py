@@ -233,6 +233,27 @@ def ticketd_waits_on(stack, lock):
                        " AND wait_event_type = 'Lock' AND wait_event = %s", (lock,))[0][0] > 0
 
 
+def keys_of_two_workers():
+    """Two message keys that ticketd with 2 workers routes apart."""
+    keys = ["k%d" % i for i in range(16)]
+    return keys[0], next(k for k in keys if worker_of(k, 2) != worker_of(keys[0], 2))
+
+
+def record_held(stack, request):
+    """A session holds request's idempotency record written, uncommitted:
+    the batch that runs it waits there, after deciding, until the block
+    ends."""
+    return holding(stack, "INSERT INTO processed_requests (idempotency_key, request_id, type,"
+                          " fingerprint, status, reply) VALUES (%s, %s, %s, '-', '-', '{}')",
+                   (request["request_id"], request["request_id"], request["type"]))
+
+
+def ran_or_waits_for_customer(stack, client, request):
+    """request was answered, or a ticketd session waits for a customer lock."""
+    return until(lambda: ticketd_waits_on(stack, "advisory")
+                 or client.replies_for(request["request_id"], 1, timeout=0.2))
+
+
 def test_per_customer_limit_holds_across_workers(stack):
     """One customer booked into two sections of an event by two workers at
     once: the second decides only after the first committed, so the limit
@@ -240,24 +261,17 @@ def test_per_customer_limit_holds_across_workers(stack):
     idempotency key uncommitted) while the second runs."""
     with own_ticketd(stack, "race", workers=2, max_per_customer=4) as (t, c):
         event_id, (first, second) = new_event(c, capacity=100, sections=2)
-        keys = ["k%d" % i for i in range(16)]
-        key_a = keys[0]
-        key_b = next(k for k in keys if worker_of(k, 2) != worker_of(key_a, 2))
+        key_a, key_b = keys_of_two_workers()
         dana = "dana-%s@example.com" % unique("d")
         a = book(event_id, first, 3, customer=dana)
         b = book(event_id, second, 3, customer=dana)
-        with holding(stack, "INSERT INTO processed_requests (idempotency_key, request_id,"
-                            " type, fingerprint, status, reply)"
-                            " VALUES (%s, %s, 'book', '-', '-', '{}')",
-                     (a["request_id"], a["request_id"])):
+        with record_held(stack, a):
             c.send(a, key=key_a)
             # a has read dana's seats and waits to write its record ...
             assert until(lambda: ticketd_waits_on(stack, "transactionid")), "a never blocked"
             c.send(b, key=key_b)
             # ... while b waits for a's customer lock (or, unlocked, answers).
-            assert until(lambda: ticketd_waits_on(stack, "advisory")
-                         or c.replies_for(b["request_id"], 1, timeout=0.2)), \
-                "b neither ran nor waited"
+            assert ran_or_waits_for_customer(stack, c, b), "b neither ran nor waited"
         reply_a, reply_b = c.reply(a["request_id"]), c.reply(b["request_id"])
         assert reply_a["status"] == "confirmed", reply_a
         assert (reply_b["status"], reply_b.get("error", {}).get("code")) == \
@@ -290,4 +304,37 @@ def test_batch_past_the_customer_lock_bound_runs_in_halves(stack):
         for req in requests:
             assert c.reply(req["request_id"])["status"] == "confirmed", req
         assert metric(t, "ticketd_batch_splits_total") > splits
+        assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
+
+
+def test_confirm_racing_its_expiry_cannot_pass_the_limit(stack):
+    """A confirm that started while its hold was live, and a book of the
+    same customer in another section after the hold's time is up: one
+    decides after the other committed, by a clock read after the wait, so
+    the customer never ends over the limit. The confirm is kept from
+    committing (its record held uncommitted) past the hold's expiry."""
+    with own_ticketd(stack, "expiry", workers=2, max_per_customer=4) as (t, c):
+        event_id, (first, second) = new_event(c, capacity=100, sections=2)
+        key_a, key_b = keys_of_two_workers()
+        erin = "erin-%s@example.com" % unique("e")
+        held = c.request(hold(event_id, first, 3, ttl_s=2, customer=erin), key=key_a)
+        assert held["status"] == "held", held
+        confirm = simple("confirm", hold_id=held["hold_id"])
+        again = book(event_id, second, 3, customer=erin)
+        with record_held(stack, confirm):
+            c.send(confirm, key=key_a)
+            assert until(lambda: ticketd_waits_on(stack, "transactionid")), "confirm never blocked"
+            expires = stack.query("SELECT extract(epoch FROM expires_at - now()) FROM holds"
+                                  " WHERE id = %s", (held["hold_id"],))[0][0]
+            time.sleep(max(0.0, float(expires)) + 0.5)   # the hold's time is up
+            c.send(again, key=key_b)
+            assert ran_or_waits_for_customer(stack, c, again), "the book neither ran nor waited"
+        confirmed = c.reply(confirm["request_id"])
+        booked = c.reply(again["request_id"])
+        seats = stack.query("SELECT coalesce(sum(quantity), 0) FROM bookings WHERE event_id = %s"
+                            " AND customer = %s AND status = 'confirmed'", (event_id, erin))
+        assert confirmed["status"] == "ok", confirmed
+        assert (booked["status"], booked.get("error", {}).get("code")) == \
+            ("rejected", "QUANTITY_LIMIT"), booked
+        assert seats == [(3,)]
         assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
