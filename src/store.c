@@ -119,11 +119,11 @@ static const struct statement_text statements[SQL_COUNT] = {
     [SQL_EVENTS_EXIST] = {"events_exist", 1,
 			  "SELECT id FROM events "
 			  "WHERE id = ANY($1::bigint[])"},
-    /* With max_per_customer: one customer's books and holds in one event
-     * are decided by one batch at a time, whichever section or process it
-     * runs in. Without this, two workers booking her into two sections of
-     * an event both read her seats before either committed, and both
-     * passed the limit. A transaction-scoped advisory lock per event
+    /* With max_per_customer: one customer's books, holds and confirms in
+     * one event are decided by one batch at a time, whichever section or
+     * process it runs in. Without this, two workers booking her into two
+     * sections of an event both read her seats before either committed, and
+     * both passed the limit. A transaction-scoped advisory lock per event
      * (hashint8) and one of 64 buckets of customers, "td" in the high
      * bytes of the second key (another application's two-key advisory
      * locks on those values would wait with ours). Every batch takes them
@@ -191,22 +191,25 @@ static const struct statement_text statements[SQL_COUNT] = {
 	 "FROM unnest($1::bigint[], $2::int[]) AS v(id, remaining) "
 	 "WHERE s.id = v.id"},
     [SQL_INSERT_HOLDS] =
-	{"insert_holds", 8,
+	{"insert_holds", 9,
 	 "INSERT INTO holds (id, event_id, section_id, quantity, customer,"
 	 " status, expires_at, request_key, ended_at) "
 	 "SELECT id, event_id, section_id, quantity, customer, status,"
 	 " timestamptz 'epoch' + expires_us * interval '1 microsecond',"
 	 " request_key,"
-	 " CASE WHEN status = 'active' THEN NULL ELSE now() END "
+	 " CASE WHEN status = 'active' THEN NULL"
+	 " ELSE timestamptz 'epoch' + ended_us * interval '1 microsecond' END "
 	 "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
-	 " $5::text[], $6::text[], $7::bigint[], $8::text[]) "
+	 " $5::text[], $6::text[], $7::bigint[], $8::text[], $9::bigint[]) "
 	 "AS v(id, event_id, section_id, quantity, customer, status,"
-	 " expires_us, request_key)"},
-    [SQL_UPDATE_HOLDS] = {"update_holds", 2,
+	 " expires_us, request_key, ended_us)"},
+    /* ended_at by the batch's clock, the one it judged expiry by. */
+    [SQL_UPDATE_HOLDS] = {"update_holds", 3,
 			  "UPDATE holds h SET status = v.status, "
-			  "ended_at = now() "
-			  "FROM unnest($1::bigint[], $2::text[]) "
-			  "AS v(id, status) WHERE h.id = v.id"},
+			  "ended_at = timestamptz 'epoch' + v.ended_us * "
+			  "interval '1 microsecond' "
+			  "FROM unnest($1::bigint[], $2::text[], $3::bigint[]) "
+			  "AS v(id, status, ended_us) WHERE h.id = v.id"},
     [SQL_INSERT_BOOKINGS] =
 	{"insert_bookings", 7,
 	 "INSERT INTO bookings (id, event_id, section_id, quantity,"
@@ -876,7 +879,8 @@ struct processed_row {
 };
 
 /* Seats one customer has for one event, kept while the batch decides
- * (only with max_per_customer). customer is the request's own text. */
+ * (only with max_per_customer). customer is borrowed: the request's, or a
+ * confirmed hold's (owned by b->holds, freed in batch_free). */
 struct customer_seats {
 	int64_t event_id;
 	const char *customer;
@@ -886,6 +890,8 @@ struct customer_seats {
 /* Everything one batch reads and decides; freed by batch_free. */
 struct batch {
 	struct store *st;
+	/* The clock the batch decides by: its transaction's start; with
+	 * customer locks, the clock read after them (SQL_CUSTOMER_SEATS). */
 	int64_t now_us;
 
 	/* Locked rows first, ascending id (locked_section_count of them),
@@ -1416,6 +1422,13 @@ static enum store_result customer_seats_add_rows(struct batch *b, PGresult *res,
 						 char *errstr,
 						 size_t errstr_size)
 {
+	if ((size_t)PQntuples(res) != b->customer_count) {
+		snprintf(errstr, errstr_size,
+			 "customer_seats: %d rows for %zu pairs",
+			 PQntuples(res), b->customer_count);
+		return STORE_FAILED;
+	}
+	b->now_us = field_int(res, 0, 2);
 	for (int r = 0; r < PQntuples(res); r++) {
 		int64_t at = field_int(res, r, 0);
 
@@ -1427,7 +1440,6 @@ static enum store_result customer_seats_add_rows(struct batch *b, PGresult *res,
 			return STORE_FAILED;
 		}
 		b->customers[at - 1].seats = field_int(res, r, 1);
-		b->now_us = field_int(res, r, 2);
 	}
 	return STORE_OK;
 }
@@ -1463,7 +1475,8 @@ static enum store_result read_customer_seats(struct batch *b,
 		if (req->type == REQUEST_CONFIRM) {
 			const struct hold_row *h = hold_find(b, req->hold_id);
 
-			if (!h)
+			if (!h || h->status != HOLD_ACTIVE ||
+			    h->expires_us <= b->now_us)
 				continue;
 			pair = (struct customer_seats){.event_id = h->event_id,
 						       .customer = h->customer};
@@ -1817,11 +1830,18 @@ static enum store_result decide_create_event(struct batch *b,
 
 /* Queue one write on the write pipeline; its outcome comes with the
  * COMMIT's (out of memory here breaks the pipeline, which reports it). */
+/* Most parameters a statement of arrays takes (SQL_INSERT_HOLDS: 9). */
+#define ARRAY_PARAMS_MAX 12
+
 static void send_arrays(struct pipeline *writes, enum statement which,
 			struct pgarray *arrays, int count)
 {
-	const char *params[8];
+	const char *params[ARRAY_PARAMS_MAX];
 
+	if (count > ARRAY_PARAMS_MAX) {
+		pipeline_fail(writes, "too many array parameters");
+		return;
+	}
 	for (int k = 0; k < count; k++) {
 		params[k] = pgarray_done(&arrays[k]);
 		if (!params[k]) {
@@ -1889,8 +1909,8 @@ static void write_sections(struct batch *b, struct pipeline *writes)
 
 static void write_holds(struct batch *b, struct pipeline *writes)
 {
-	struct pgarray ins[8] = {{0}};
-	struct pgarray upd[2] = {{0}};
+	struct pgarray ins[9] = {{0}};
+	struct pgarray upd[3] = {{0}};
 
 	for (size_t i = 0; i < b->hold_count; i++) {
 		const struct hold_row *h = &b->holds[i];
@@ -1904,17 +1924,19 @@ static void write_holds(struct batch *b, struct pipeline *writes)
 			pgarray_text(&ins[5], hold_status_names[h->status]);
 			pgarray_int(&ins[6], h->expires_us);
 			pgarray_text(&ins[7], h->request_key);
+			pgarray_int(&ins[8], b->now_us);
 		} else if (h->status != h->initial_status) {
 			pgarray_int(&upd[0], h->id);
 			pgarray_text(&upd[1], hold_status_names[h->status]);
+			pgarray_int(&upd[2], b->now_us);
 		}
 	}
 	if (ins[0].count)
-		send_arrays(writes, SQL_INSERT_HOLDS, ins, 8);
+		send_arrays(writes, SQL_INSERT_HOLDS, ins, 9);
 	if (upd[0].count)
-		send_arrays(writes, SQL_UPDATE_HOLDS, upd, 2);
-	arrays_free(ins, 8);
-	arrays_free(upd, 2);
+		send_arrays(writes, SQL_UPDATE_HOLDS, upd, 3);
+	arrays_free(ins, 9);
+	arrays_free(upd, 3);
 }
 
 static void write_bookings(struct batch *b, struct pipeline *writes)

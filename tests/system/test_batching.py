@@ -227,10 +227,15 @@ def until(condition, timeout=30):
     return False
 
 
+def waiting_sessions(stack, lock):
+    """How many ticketd sessions wait for a lock of that kind."""
+    return stack.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ticketd'"
+                       " AND wait_event_type = 'Lock' AND wait_event = %s", (lock,))[0][0]
+
+
 def ticketd_waits_on(stack, lock):
     """Whether a ticketd session waits for a lock of that kind."""
-    return stack.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ticketd'"
-                       " AND wait_event_type = 'Lock' AND wait_event = %s", (lock,))[0][0] > 0
+    return waiting_sessions(stack, lock) > 0
 
 
 def keys_of_two_workers():
@@ -307,6 +312,24 @@ def test_batch_past_the_customer_lock_bound_runs_in_halves(stack):
         assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
 
 
+def seconds_left(stack, hold_id):
+    return stack.query("SELECT extract(epoch FROM expires_at - now()) FROM holds WHERE id = %s",
+                       (hold_id,))[0][0]
+
+
+def hold_and_rivals(c, name):
+    """A 3-seat hold of 4 s for a new customer in the first of two sections,
+    a confirm of it, and a 3-seat book of hers in the second section; and
+    two keys that route to different workers. Her limit is 4."""
+    event_id, (first, second) = new_event(c, capacity=100, sections=2)
+    key_a, key_b = keys_of_two_workers()
+    customer = "%s@example.com" % unique(name)
+    held = c.request(hold(event_id, first, 3, ttl_s=4, customer=customer), key=key_a)
+    assert held["status"] == "held", held
+    return (event_id, first, customer, held, simple("confirm", hold_id=held["hold_id"]),
+            book(event_id, second, 3, customer=customer), key_a, key_b)
+
+
 def test_confirm_racing_its_expiry_cannot_pass_the_limit(stack):
     """A confirm that started while its hold was live, and a book of the
     same customer in another section after the hold's time is up: one
@@ -314,19 +337,13 @@ def test_confirm_racing_its_expiry_cannot_pass_the_limit(stack):
     the customer never ends over the limit. The confirm is kept from
     committing (its record held uncommitted) past the hold's expiry."""
     with own_ticketd(stack, "expiry", workers=2, max_per_customer=4) as (t, c):
-        event_id, (first, second) = new_event(c, capacity=100, sections=2)
-        key_a, key_b = keys_of_two_workers()
-        erin = "erin-%s@example.com" % unique("e")
-        held = c.request(hold(event_id, first, 3, ttl_s=2, customer=erin), key=key_a)
-        assert held["status"] == "held", held
-        confirm = simple("confirm", hold_id=held["hold_id"])
-        again = book(event_id, second, 3, customer=erin)
+        event_id, _, erin, held, confirm, again, key_a, key_b = hold_and_rivals(c, "erin")
         with record_held(stack, confirm):
             c.send(confirm, key=key_a)
             assert until(lambda: ticketd_waits_on(stack, "transactionid")), "confirm never blocked"
-            expires = stack.query("SELECT extract(epoch FROM expires_at - now()) FROM holds"
-                                  " WHERE id = %s", (held["hold_id"],))[0][0]
-            time.sleep(max(0.0, float(expires)) + 0.5)   # the hold's time is up
+            expires = float(seconds_left(stack, held["hold_id"]))
+            assert expires > 0, "the confirm blocked only after the hold expired"
+            time.sleep(expires + 0.5)   # the hold's time is up
             c.send(again, key=key_b)
             assert ran_or_waits_for_customer(stack, c, again), "the book neither ran nor waited"
         confirmed = c.reply(confirm["request_id"])
@@ -336,5 +353,40 @@ def test_confirm_racing_its_expiry_cannot_pass_the_limit(stack):
         assert confirmed["status"] == "ok", confirmed
         assert (booked["status"], booked.get("error", {}).get("code")) == \
             ("rejected", "QUANTITY_LIMIT"), booked
+        assert seats == [(3,)]
+        assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
+
+
+def test_confirm_begun_before_expiry_waits_and_finds_it_expired(stack):
+    """The other order: a confirm begins while its hold is live but waits
+    (behind its section) until after the hold's time is up, and a book of
+    the same customer in another section, which judged the hold expired,
+    holds her lock meanwhile. The confirm then decides by the clock after
+    its wait: the hold has expired, and she never ends over the limit."""
+    with own_ticketd(stack, "expiry2", workers=2, max_per_customer=4) as (t, c):
+        event_id, first, fay, held, confirm, again, key_a, key_b = hold_and_rivals(c, "fay")
+        with record_held(stack, again):
+            with holding(stack, "SELECT 1 FROM sections WHERE id = %s FOR UPDATE", (first,)):
+                c.send(confirm, key=key_a)
+                assert until(lambda: ticketd_waits_on(stack, "transactionid")), \
+                    "the confirm never blocked"
+                expires = float(seconds_left(stack, held["hold_id"]))
+                assert expires > 0, "the confirm began only after the hold expired"
+                time.sleep(expires + 0.5)   # the hold's time is up
+                # The book judges the hold expired, takes fay's lock and
+                # waits to write its record.
+                c.send(again, key=key_b)
+                assert until(lambda: waiting_sessions(stack, "transactionid") >= 2), \
+                    "the book never blocked"
+            # The section is free: the confirm now waits for fay's lock.
+            assert until(lambda: ticketd_waits_on(stack, "advisory")), \
+                "the confirm never waited for the customer lock"
+        booked = c.reply(again["request_id"])
+        confirmed = c.reply(confirm["request_id"])
+        assert booked["status"] == "confirmed", booked
+        assert (confirmed["status"], confirmed.get("error", {}).get("code")) == \
+            ("rejected", "HOLD_EXPIRED"), confirmed
+        seats = stack.query("SELECT coalesce(sum(quantity), 0) FROM bookings WHERE event_id = %s"
+                            " AND customer = %s AND status = 'confirmed'", (event_id, fay))
         assert seats == [(3,)]
         assert invariant_violations(stack) == [] and duplicate_executions(stack) == []
