@@ -26,11 +26,10 @@ int kafka_conf_set_fetch(rd_kafka_conf_t *conf, char *errstr,
 			 size_t errstr_size)
 {
 	if (kafka_conf_set(conf, "fetch.wait.max.ms", "100", errstr,
-			   errstr_size) != 0 ||
-	    kafka_conf_set(conf, "fetch.min.bytes", "1", errstr, errstr_size) !=
-		0)
+			   errstr_size) != 0)
 		return -1;
-	return 0;
+	return kafka_conf_set(conf, "fetch.min.bytes", "1", errstr,
+			      errstr_size);
 }
 
 int kafka_conf_apply_properties(rd_kafka_conf_t *conf,

@@ -1459,13 +1459,12 @@ static enum store_result read_customer_seats(struct batch *b,
 	const char *params[2];
 	struct pipeline p;
 	enum store_result rc;
-	size_t kept = 0;
+	size_t kept = 0, locks;
 
 	if (b->st->limits.max_per_customer <= 0)
 		return STORE_OK;
 	for (size_t i = 0; i < n; i++) {
 		const struct request *req = reqs[i];
-
 		struct customer_seats pair = {.event_id = req->event_id,
 					      .customer = req->customer};
 
@@ -1499,11 +1498,12 @@ static enum store_result read_customer_seats(struct batch *b,
 			b->customers[kept++] = b->customers[i];
 	}
 	b->customer_count = kept;
-	if (customer_locks_needed(b) > CUSTOMER_LOCKS_MAX) {
+	locks = customer_locks_needed(b);
+	if (locks > CUSTOMER_LOCKS_MAX) {
 		snprintf(errstr, errstr_size,
 			 "the batch needs up to %zu customer locks, more than "
 			 "%d",
-			 customer_locks_needed(b), CUSTOMER_LOCKS_MAX);
+			 locks, CUSTOMER_LOCKS_MAX);
 		return STORE_TOO_BIG;
 	}
 	for (size_t i = 0; i < kept; i++) {
@@ -1605,16 +1605,16 @@ static enum store_result decide_seats(struct batch *b,
 	}
 	reply->event_id = req->event_id;
 	reply->section_id = req->section_id;
+	/* With max_per_customer, read_customer_seats read every book's and
+	 * hold's pair; without, there are none. */
 	c = customer_find(b, req->event_id, req->customer);
 	if (!c && b->st->limits.max_per_customer > 0) {
-		/* read_customer_seats read every book's and hold's pair */
 		snprintf(errstr, errstr_size,
 			 "customer %s of event %" PRId64 " was not read",
 			 req->customer, req->event_id);
 		return STORE_FAILED;
 	}
-	if (c && b->st->limits.max_per_customer > 0 &&
-	    c->seats + req->quantity > b->st->limits.max_per_customer) {
+	if (c && c->seats + req->quantity > b->st->limits.max_per_customer) {
 		reply_set_error(reply, ERROR_QUANTITY_LIMIT,
 				"%s has %" PRId64 " seats for event %" PRId64
 				", the limit is %d",
@@ -1828,11 +1828,11 @@ static enum store_result decide_create_event(struct batch *b,
 
 /* ------------------------------------------------------- writing phase */
 
-/* Queue one write on the write pipeline; its outcome comes with the
- * COMMIT's (out of memory here breaks the pipeline, which reports it). */
 /* Most parameters a statement of arrays takes (SQL_INSERT_HOLDS: 9). */
 #define ARRAY_PARAMS_MAX 12
 
+/* Queue one write on the write pipeline; its outcome comes with the
+ * COMMIT's (out of memory here breaks the pipeline, which reports it). */
 static void send_arrays(struct pipeline *writes, enum statement which,
 			struct pgarray *arrays, int count)
 {
