@@ -76,6 +76,54 @@ def pgbench_floor(stack, event, section, n, clients=16):
             "seconds": seconds}
 
 
+def pgbench_database_alone(stack, event, section, n, batch=500):
+    """The most row 3 can reach on this machine: PostgreSQL alone running a
+    hot batch's statements as ticketd sends them (lock the section, look up
+    the batch's idempotency keys, insert the bookings, update the section,
+    insert the idempotency records, one commit), `batch` requests a
+    transaction, one client, with no Kafka and no ticketd. The rows are
+    made by generate_series instead of arrays from the client."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    keys = "'pgbench-' || :client_id || '-' || :r || '-' || g"
+    rows = "FROM generate_series(1, %d) AS g" % batch
+    script.write(
+        "\\set r random(1, 1000000000000)\n"
+        "BEGIN ISOLATION LEVEL READ COMMITTED;\n"
+        "SELECT (extract(epoch FROM now()) * 1000000)::bigint;\n"
+        "SELECT id, event_id, capacity, remaining FROM sections"
+        " WHERE id = ANY(ARRAY[%(s)d]::bigint[]) ORDER BY id FOR UPDATE;\n"
+        "SELECT p.idempotency_key, p.fingerprint, p.status, p.reply"
+        " FROM (SELECT DISTINCT %(k)s %(rows)s) AS k(key)"
+        " CROSS JOIN LATERAL (SELECT * FROM processed_requests"
+        " WHERE idempotency_key = k.key LIMIT 1) AS p;\n"
+        "INSERT INTO bookings (id, event_id, section_id, quantity, customer,"
+        " hold_id, request_key)"
+        " SELECT nextval('bookings_id_seq'), %(e)d, %(s)d, 1,"
+        " 'flood-' || (g %% 1000) || '@example.com', NULL, %(k)s %(rows)s;\n"
+        "UPDATE sections s SET remaining = v.remaining"
+        " FROM (SELECT %(s)d::bigint AS id, remaining - %(b)d AS remaining"
+        " FROM sections WHERE id = %(s)d) AS v WHERE s.id = v.id;\n"
+        "INSERT INTO processed_requests (idempotency_key, request_id, type,"
+        " fingerprint, status, reply)"
+        " SELECT %(k)s, %(k)s, 'book',"
+        " '[\"book\",%(e)d,%(s)d,1,\"flood-' || (g %% 1000) || '@example.com\"]',"
+        " 'confirmed', '{\"request_id\":\"' || %(k)s || '\",\"type\":\"book\","
+        "\"status\":\"confirmed\",\"booking_id\":' || g || ',\"event_id\":%(e)d,"
+        "\"section_id\":%(s)d,\"quantity\":1,\"remaining\":99999999}' %(rows)s;\n"
+        "COMMIT;\n" % {"e": event, "s": section, "b": batch, "k": keys, "rows": rows})
+    script.close()
+    pg = dict(kv.split("=", 1) for kv in stack.pg.split())
+    proc = subprocess.run(["pgbench", "-n", "-M", "prepared", "-f", script.name,
+                           "-c", "1", "-t", str(max(1, n // batch)),
+                           "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], pg["dbname"]],
+                          capture_output=True, text=True, timeout=900)
+    os.unlink(script.name)
+    out = proc.stdout
+    if proc.returncode != 0 or "tps = " not in out:
+        raise RuntimeError("pgbench failed:\n" + out + proc.stderr)
+    return float(re.search(r"tps = ([\d.]+)", out).group(1)) * batch
+
+
 def reset(stack, event, first, count, capacity):
     stack.query("INSERT INTO events (id, name) VALUES (%s, 'bench') ON CONFLICT DO NOTHING", (event,))
     stack.query("DELETE FROM bookings WHERE section_id BETWEEN %s AND %s", (first, first + count - 1))
@@ -204,6 +252,12 @@ def main():
                 print("SELL-OUT WRONG: %d seats sold" % sold)
         print_table("workload %s: %d requests, concurrency %s" % (name, n, c),
                     rows, floor["rate"], r4["rate"])
+        if name == "hot":
+            alone = pgbench_database_alone(stack, event, first, n)
+            print("\nhot, PostgreSQL alone (ticketd's statements for batches of 500, "
+                  "pgbench, 1 client, %d requests): %.0f requests/s, %.1fx row 1, "
+                  "%.2fx row 4: the most row 3 can answer on this machine" % (
+                      n, alone, alone / floor["rate"], alone / r4["rate"]))
         results[name] = (floor["rate"], r3["rate"], r4["rate"])
 
     # Latency at a fixed offered rate, well under saturation.
