@@ -93,7 +93,10 @@ class Stack:
         return rows
 
     def create_topic(self, name, partitions=4):
-        admin = AdminClient({"bootstrap.servers": self.brokers})
+        # Warnings and errors only: at info, librdkafka prints a line of
+        # its own ("Purging 1 unserved events from background queue") when
+        # an admin client goes away with an event nobody asked for.
+        admin = AdminClient({"bootstrap.servers": self.brokers, "log_level": 4})
         futures = admin.create_topics([NewTopic(
             name, partitions, 1, config={"max.message.bytes": "16777216"})])
         for f in futures.values():
