@@ -48,32 +48,39 @@ def proc_usage(pid):
     return hwm / 1024.0, (int(parts[11]) + int(parts[12])) / ticks
 
 
+def pgbench(stack, script, *args, env=None, timeout=900):
+    """Run pgbench with script (its text) and args against the stack's
+    database; returns its output and tps, or raises RuntimeError."""
+    pg = dict(kv.split("=", 1) for kv in stack.pg.split())
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as f:
+        f.write(script)
+        f.flush()
+        try:
+            proc = subprocess.run(["pgbench", "-n", "-f", f.name, *args,
+                                   "-h", pg["host"], "-p", pg["port"], "-U", pg["user"],
+                                   pg["dbname"]],
+                                  env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("pgbench did not finish in %d s" % timeout)
+    tps = re.search(r"tps = ([\d.]+)", proc.stdout)
+    if proc.returncode != 0 or not tps:
+        raise RuntimeError("pgbench failed:\n" + proc.stdout + proc.stderr)
+    return proc.stdout, float(tps.group(1))
+
+
 def pgbench_floor(stack, event, section, n, clients=16):
-    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
-    script.write(
+    out, tps = pgbench(
+        stack,
         "BEGIN;\n"
         "SELECT remaining FROM sections WHERE id = %d FOR UPDATE;\n"
         "WITH taken AS (UPDATE sections SET remaining = remaining - 1"
         " WHERE id = %d AND remaining >= 1 RETURNING id)"
         " INSERT INTO bookings (event_id, section_id, quantity, customer, request_key)"
         " SELECT %d, id, 1, 'pgbench', 'pgbench-' || :client_id || '-' || random() FROM taken;\n"
-        "COMMIT;\n" % (section, section, event))
-    script.close()
-    pg = dict(kv.split("=", 1) for kv in stack.pg.split())
-    t0 = time.time()
-    proc = subprocess.run(["pgbench", "-n", "-f", script.name, "-c", str(clients),
-                           "-j", "2", "-t", str(n // clients), "-r",
-                           "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], pg["dbname"]],
-                          capture_output=True, text=True, timeout=900)
-    out = proc.stdout
-    if proc.returncode != 0 or "tps = " not in out:
-        raise RuntimeError("pgbench failed:\n" + out + proc.stderr)
-    seconds = time.time() - t0
-    os.unlink(script.name)
-    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+        "COMMIT;\n" % (section, section, event),
+        "-c", str(clients), "-j", "2", "-t", str(n // clients), "-r")
     lat = re.search(r"latency average = ([\d.]+) ms", out)
-    return {"rate": tps, "p50": lat.group(1) if lat else "-", "p99": "-", "max": "-",
-            "seconds": seconds}
+    return {"rate": tps, "p50": lat.group(1) if lat else "-", "p99": "-", "max": "-"}
 
 
 def pgbench_database_alone(stack, event, section, seconds=10, batch=500):
@@ -82,8 +89,8 @@ def pgbench_database_alone(stack, event, section, seconds=10, batch=500):
     section's update, the idempotency records and the commit), `batch` book
     requests a transaction, with ticketd's session settings, one client, no
     Kafka and no ticketd. One section is served by one server process at a
-    time, so this is about the most row 3 can answer on the machine. It
-    does a little less than ticketd: the rows are made in the server by
+    time, so row 3, at the same batch size, can come near it. It does a
+    little less than ticketd: the rows are made in the server by
     generate_series, not parsed from the client's arrays (about 200 KB of
     text a batch), and the booking ids are not sent back first.
     Returns (requests/s, requests) or raises RuntimeError."""
@@ -118,26 +125,13 @@ def pgbench_database_alone(stack, event, section, seconds=10, batch=500):
         "\"remaining\":99999999}' %(rows)s;\n"
         "COMMIT;\n"
         "\\endpipeline\n" % {"e": event, "s": section, "b": batch, "k": keys, "rows": rows})
-    pg = dict(kv.split("=", 1) for kv in stack.pg.split())
-    env = dict(os.environ, PGOPTIONS="-c enable_seqscan=off -c jit=off")
-    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
-        script.write(text)
-        script.flush()
-        try:
-            proc = subprocess.run(["pgbench", "-n", "-M", "prepared", "-f", script.name,
-                                   "-c", "1", "-T", str(seconds),
-                                   "-h", pg["host"], "-p", pg["port"], "-U", pg["user"],
-                                   pg["dbname"]],
-                                  env=env, capture_output=True, text=True,
-                                  timeout=seconds + 120)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError("pgbench did not finish in %d s" % (seconds + 120))
-    out = proc.stdout
+    out, tps = pgbench(stack, text, "-M", "prepared", "-c", "1", "-T", str(seconds),
+                       env=dict(os.environ, PGOPTIONS="-c enable_seqscan=off -c jit=off"),
+                       timeout=seconds + 120)
     done = re.search(r"number of transactions actually processed: (\d+)", out)
-    if proc.returncode != 0 or "tps = " not in out or not done:
-        raise RuntimeError("pgbench failed: " + (proc.stderr.strip() or out)[-500:])
-    return (float(re.search(r"tps = ([\d.]+)", out).group(1)) * batch,
-            int(done.group(1)) * batch)
+    if not done:
+        raise RuntimeError("pgbench said no transaction count:\n" + out)
+    return tps * batch, int(done.group(1)) * batch
 
 
 def reset(stack, event, first, count, capacity):

@@ -1400,8 +1400,12 @@ static struct customer_seats *customer_find(struct batch *b, int64_t event_id,
  * entries by default). A batch that needs more runs in halves. */
 #define CUSTOMER_LOCKS_MAX 256
 
+/* Buckets of customers an event's locks fall in: SQL_LOCK_CUSTOMERS
+ * masks hashtext(customer) with CUSTOMER_BUCKETS - 1 (63). */
+#define CUSTOMER_BUCKETS 64
+
 /* Locks SQL_LOCK_CUSTOMERS may take for b->customers (sorted, each pair
- * once): per event, one a customer up to its 64 buckets. */
+ * once): per event, one a customer up to CUSTOMER_BUCKETS. */
 static size_t customer_locks_needed(const struct batch *b)
 {
 	size_t locks = 0, in_event = 0;
@@ -1410,7 +1414,7 @@ static size_t customer_locks_needed(const struct batch *b)
 		if (i > 0 &&
 		    b->customers[i].event_id != b->customers[i - 1].event_id)
 			in_event = 0;
-		if (in_event++ < 64)
+		if (in_event++ < CUSTOMER_BUCKETS)
 			locks++;
 	}
 	return locks;
