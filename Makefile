@@ -37,7 +37,8 @@ obj = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(1)))
 # Each unit test links only the modules it tests and what they need (the
 # link line is the proof that a module is pure: the ledger's has neither
 # libpq nor librdkafka). LIBS_<test> names the libraries beyond cmocka.
-UNIT_TESTS = test_request test_offsets test_config test_http_parse
+UNIT_TESTS = test_request test_offsets test_config test_http_parse \
+	test_ledger test_ledger_model
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
 CODEC = request outcome buf
 OBJS_test_request = $(call obj,$(CODEC))
@@ -47,9 +48,9 @@ OBJS_test_config = $(call obj,config log)
 LIBS_test_config = -lconfig
 OBJS_test_http_parse = $(call obj,http $(DAEMON_MODULES))
 LIBS_test_http_parse = $(LDLIBS)
-OBJS_test_ledger = $(call obj,ledger $(CODEC))
+OBJS_test_ledger = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
 LIBS_test_ledger = -ljansson
-OBJS_test_ledger_model = $(call obj,ledger $(CODEC))
+OBJS_test_ledger_model = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
 LIBS_test_ledger_model = -ljansson
 # The worker against doubles of its database and Kafka sides (defined in
 # the test); --wrap lets the test fail a reply's rendering on purpose.
