@@ -38,8 +38,10 @@ obj = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(1)))
 # link line is the proof that a module is pure: the ledger's has neither
 # libpq nor librdkafka). LIBS_<test> names the libraries beyond cmocka.
 UNIT_TESTS = test_request test_offsets test_config test_http_parse \
-	test_ledger test_ledger_model
+	test_ledger test_ledger_model test_worker test_publisher
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
+# Module tests that need a real PostgreSQL: run by the system tests.
+DB_TEST_BINS = $(BUILD)/tests/db/test_pg
 CODEC = request outcome buf
 OBJS_test_request = $(call obj,$(CODEC))
 LIBS_test_request = -ljansson
@@ -54,8 +56,12 @@ OBJS_test_ledger_model = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_
 LIBS_test_ledger_model = -ljansson
 # The worker against doubles of its database and Kafka sides (defined in
 # the test); --wrap lets the test fail a reply's rendering on purpose.
-OBJS_test_worker = $(call obj,worker job clock log metrics $(CODEC))
+OBJS_test_worker = $(call obj,worker clock log metrics $(CODEC))
 LIBS_test_worker = -ljansson -lpthread -Wl,--wrap=outcome_render
+# The publisher against librdkafka's in-process mock cluster.
+OBJS_test_publisher = $(call obj,publisher kafka config log metrics clock job \
+	$(CODEC))
+LIBS_test_publisher = -lrdkafka -ljansson -lconfig -lpthread
 
 .PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \
 	install uninstall clean format format-check check-config valgrind \
@@ -92,16 +98,19 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $$(OBJS_test_%)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_test_$*) -lcmocka
 
+$(BUILD)/tests/db/test_pg: $(BUILD)/tests/db/test_pg.o $(call obj,pg)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpq -lcmocka
+
 test-unit: $(UNIT_BINS) ## run the cmocka unit tests
 	tests/run.sh --unit-only $(UNIT_BINS)
 
 test: ## install what is missing, build, run unit and system tests
 	scripts/deps.sh
-	$(MAKE) all $(UNIT_BINS)
-	tests/run.sh $(UNIT_BINS)
+	$(MAKE) all $(UNIT_BINS) $(DB_TEST_BINS)
+	TICKETD_BUILD=$(BUILD) tests/run.sh $(UNIT_BINS)
 
-test-system: all ## run the system tests only (real Kafka + PostgreSQL)
-	tests/run.sh --system-only
+test-system: all $(DB_TEST_BINS) ## run the system tests only (real Kafka + PostgreSQL)
+	TICKETD_BUILD=$(BUILD) tests/run.sh --system-only
 
 check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
 	$(BUILD)/tests/unit/test_config
@@ -195,7 +204,8 @@ fuzz: $(addprefix build-fuzz/fuzz_,$(FUZZ_TARGETS)) ## run each fuzzer for FUZZ_
 		grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' $$log; \
 	done
 
-C_SOURCES = src/*.[ch] producer/*.c tests/unit/*.c tests/fuzz/*.c tests/tsan_thrd_shim.c
+C_SOURCES = src/*.[ch] producer/*.c tests/unit/*.[ch] tests/db/*.c tests/fuzz/*.c \
+	tests/tsan_thrd_shim.c
 HAVE_CLANG_FORMAT = command -v clang-format >/dev/null || \
 	{ echo "clang-format is missing: apt-get install clang-format" >&2; exit 1; }
 
