@@ -27,7 +27,7 @@ comma := ,
 
 DAEMON_MODULES = buf clock config log request outcome offsets job kafka \
 	metrics pg pgarray sql ledger txn views publisher worker consumer \
-	reaper http
+	reaper route http
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
 	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o \
@@ -48,8 +48,7 @@ LIBS_test_request = -ljansson
 OBJS_test_offsets = $(call obj,offsets)
 OBJS_test_config = $(call obj,config log)
 LIBS_test_config = -lconfig
-OBJS_test_http_parse = $(call obj,http $(DAEMON_MODULES))
-LIBS_test_http_parse = $(LDLIBS)
+OBJS_test_http_parse = $(call obj,route)
 OBJS_test_ledger = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
 LIBS_test_ledger = -ljansson
 OBJS_test_ledger_model = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
@@ -153,8 +152,8 @@ tsan: build-thread/tsan_thrd_shim.so ## a ThreadSanitizer ticketd through one fl
 # libFuzzer: each target for FUZZ_SECONDS on a scratch copy of its seed
 # corpus (new entries stay in build-fuzz/, never in the repository), after
 # replaying the regression inputs of crashes fixed before. The daemon's
-# modules are built again with clang, coverage and sanitizers, in
-# build-fuzz/; fuzz_http links all of them but main, as http.c needs them.
+# modules they test are built again with clang, coverage and sanitizers, in
+# build-fuzz/.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -163,7 +162,6 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -g -O1 -MD -MP \
 	-I/usr/include/postgresql -Isrc \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SANITIZE)
 FUZZ_TARGETS = request http
-FUZZ_DAEMON_OBJS = $(addprefix build-fuzz/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 
 build-fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -178,8 +176,9 @@ build-fuzz/fuzz_request: build-fuzz/tests/fuzz/fuzz_request.o \
 		build-fuzz/src/buf.o build-fuzz/src/log.o
 	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ -ljansson
 
-build-fuzz/fuzz_http: build-fuzz/tests/fuzz/fuzz_http.o $(FUZZ_DAEMON_OBJS)
-	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+build-fuzz/fuzz_http: build-fuzz/tests/fuzz/fuzz_http.o build-fuzz/src/route.o \
+		build-fuzz/src/request.o
+	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ -ljansson
 
 fuzz: $(addprefix build-fuzz/fuzz_,$(FUZZ_TARGETS)) ## run each fuzzer for FUZZ_SECONDS (default 60)
 	@set -e; for t in $(FUZZ_TARGETS); do \
