@@ -26,6 +26,7 @@ BUILD = build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)),)
 comma := ,
 
 DAEMON_MODULES = buf clock config log request outcome offsets job kafka \
+	availability cache \
 	metrics pg pgarray sql ledger txn views publisher worker consumer \
 	reaper route http
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))

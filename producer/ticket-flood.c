@@ -348,7 +348,8 @@ static int fresh_seed(PGconn *conn, const struct options *o)
 		    "SELECT s, $1::bigint, 'section ' || s, $4::int, $4::int "
 		    "FROM generate_series($2::bigint, $3::bigint) s "
 		    "ON CONFLICT (id) DO UPDATE SET event_id = $1::bigint, "
-		    "capacity = $4::int, remaining = $4::int",
+		    "capacity = $4::int, remaining = $4::int, held = 0, "
+		    "version = sections.version + 1",
 		    4, params) != 0 ||
 	    db_exec(conn, "COMMIT", 0, NULL) != 0)
 		return -1;

@@ -25,6 +25,7 @@ kafka_libs="${KAFKA_LIBS:-$repo/.cache/kafka-$kafka_version/libs}"
 request_topic="${TICKETD_REQUEST_TOPIC:-bookings.requests}"
 reply_topic="${TICKETD_REPLY_TOPIC:-bookings.replies}"
 dlq_topic="${TICKETD_DEAD_LETTER_TOPIC:-bookings.dead-letter}"
+availability_topic="${TICKETD_AVAILABILITY_TOPIC:-bookings.availability}"
 
 die() { echo "stack: $*" >&2; exit 1; }
 say() { echo "stack: $*"; }
@@ -187,18 +188,26 @@ kafka_stop() {
 }
 
 create_topics() {
-	/usr/bin/python3 - "$TICKETD_BROKERS" "$request_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" \
-		"$reply_topic" 4 "$dlq_topic" 1 <<-'PY' || die "creating the topics failed"
+	# name, partitions, config (k=v,...; "-" for none)
+	/usr/bin/python3 - "$TICKETD_BROKERS" \
+		"$request_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" max.message.bytes=16777216 \
+		"$reply_topic" 4 - \
+		"$dlq_topic" 1 - \
+		"$availability_topic" 4 cleanup.policy=compact,min.cleanable.dirty.ratio=0.1,segment.ms=600000 \
+		<<-'PY' || die "creating the topics failed"
 		import sys
 		from confluent_kafka.admin import AdminClient, NewTopic
 		brokers, specs = sys.argv[1], sys.argv[2:]
-		admin = AdminClient({"bootstrap.servers": brokers})
+		admin = AdminClient({"bootstrap.servers": brokers, "log_level": 4})
 		# Requests may be large (up to 16 MiB): ticketd answers the ones
 		# over its own limit with MESSAGE_TOO_LARGE instead of the broker
-		# refusing them unseen.
-		wanted = [NewTopic(specs[i], int(specs[i + 1]), 1,
-		                   config={"max.message.bytes": "16777216"} if i == 0 else {})
-		          for i in range(0, len(specs), 2)]
+		# refusing them unseen. The availability topic is compacted: the
+		# newest state of each section stays, keyed by section id.
+		wanted = []
+		for i in range(0, len(specs), 3):
+		    config = {} if specs[i + 2] == "-" else dict(
+		        kv.split("=", 1) for kv in specs[i + 2].split(","))
+		    wanted.append(NewTopic(specs[i], int(specs[i + 1]), 1, config=config))
 		existing = admin.list_topics(timeout=30).topics
 		new = [t for t in wanted if t.topic not in existing]
 		for topic, future in (admin.create_topics(new) if new else {}).items():
@@ -243,7 +252,7 @@ up() {
 	create_topics
 	write_env
 	say "PostgreSQL $TICKETD_PG$([[ $own_pg == 1 ]] || echo ' (existing)')"
-	say "Kafka $TICKETD_BROKERS$([[ $own_kafka == 1 ]] || echo ' (existing)'), topics $request_topic, $reply_topic, $dlq_topic"
+	say "Kafka $TICKETD_BROKERS$([[ $own_kafka == 1 ]] || echo ' (existing)'), topics $request_topic, $reply_topic, $dlq_topic, $availability_topic"
 	say "addresses in $env_file"
 }
 

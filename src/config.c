@@ -56,6 +56,7 @@ static const struct setting settings[] = {
     STR(request_topic, "bookings.requests"),
     STR(reply_topic, "bookings.replies"),
     STR(dead_letter_topic, "bookings.dead-letter"),
+    STR(availability_topic, "bookings.availability"),
     STR(client_id, "ticketd"),
     PROPS(consumer_properties),
     PROPS(producer_properties),
@@ -83,6 +84,10 @@ static const struct setting settings[] = {
     INT(http_port, 8080, 0, 65535),
     INT(http_pool_size, 2, 1, 64),
     INT(http_max_limit, 500, 1, 10000),
+    INT(http_cache_ms, 100, 0, 60000),
+    INT(http_max_connections, 4096, 16, 100000),
+    INT(http_per_ip_connections, 64, 1, 100000),
+    INT(http_idle_timeout_s, 3, 1, 300),
 
     STR(log_level, "info"),
     STR(log_format, "logfmt"),
@@ -379,9 +384,11 @@ static int validate(const struct config *cfg, char *errstr, size_t errstr_size)
 	}
 	if (cfg->brokers[0] == '\0' || cfg->group_id[0] == '\0' ||
 	    cfg->request_topic[0] == '\0' || cfg->reply_topic[0] == '\0' ||
-	    cfg->dead_letter_topic[0] == '\0') {
+	    cfg->dead_letter_topic[0] == '\0' ||
+	    cfg->availability_topic[0] == '\0') {
 		snprintf(errstr, errstr_size,
-			 "brokers, group_id and the topics must not be empty");
+			 "brokers, group_id and the topics must not be empty "
+			 "(availability_topic may be \"off\")");
 		return -1;
 	}
 	return 0;

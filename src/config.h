@@ -18,6 +18,7 @@ struct config {
 	char *request_topic;
 	char *reply_topic;
 	char *dead_letter_topic;
+	char *availability_topic;
 	char *client_id;
 	struct config_properties consumer_properties;
 	struct config_properties producer_properties;
@@ -50,6 +51,10 @@ struct config {
 	int http_port;
 	int http_pool_size;
 	int http_max_limit;
+	int http_cache_ms;
+	int http_max_connections;
+	int http_per_ip_connections;
+	int http_idle_timeout_s;
 
 	/* Logging */
 	char *log_level;

@@ -93,3 +93,26 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, const char *role,
 	kafka_conf_set_logging(conf);
 	return conf;
 }
+
+rd_kafka_conf_t *kafka_conf_new_producer(const struct config *cfg,
+					 const char *role,
+					 const char *linger_ms, char *errstr,
+					 size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = kafka_conf_new(cfg, role, errstr, errstr_size);
+
+	if (!conf)
+		return NULL;
+	/* The defaults that matter, before the user's own properties. */
+	if (kafka_conf_set(conf, "enable.idempotence", "true", errstr,
+			   errstr_size) != 0 ||
+	    kafka_conf_set(conf, "acks", "all", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "linger.ms", linger_ms, errstr, errstr_size) !=
+		0 ||
+	    kafka_conf_apply_properties(conf, &cfg->producer_properties, errstr,
+					errstr_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}

@@ -1,10 +1,12 @@
 /* main: ticketd's start-up, signal handling and orderly shutdown. */
+#include "availability.h"
 #include "config.h"
 #include "consumer.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "reaper.h"
+#include "version.h"
 #include "publisher.h"
 #include "worker.h"
 
@@ -13,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TICKETD_VERSION "0.1.0"
 
 /* How long shutdown waits to leave the consumer group after the drain. */
 #define CONSUMER_CLOSE_MS 10000
@@ -59,6 +59,7 @@ int main(int argc, char **argv)
 	struct metrics metrics;
 	struct consumer *consumer = NULL;
 	struct publisher *pub = NULL;
+	struct availability *av = NULL;
 	struct worker_pool *pool = NULL;
 	struct reaper *reaper = NULL;
 	struct http_server *http = NULL;
@@ -122,9 +123,11 @@ int main(int argc, char **argv)
 		0 ||
 	    publisher_start(&pub, &cfg, &metrics, consumer_job_done, consumer,
 			    errstr, sizeof(errstr)) != 0 ||
-	    worker_pool_start(&pool, &cfg, pub, &metrics, errstr,
+	    availability_start(&av, &cfg, &metrics, errstr, sizeof(errstr)) !=
+		0 ||
+	    worker_pool_start(&pool, &cfg, pub, av, &metrics, errstr,
 			      sizeof(errstr)) != 0 ||
-	    reaper_start(&reaper, &cfg, &metrics, errstr, sizeof(errstr)) !=
+	    reaper_start(&reaper, &cfg, &metrics, av, errstr, sizeof(errstr)) !=
 		0 ||
 	    http_start(&http, &cfg, &metrics, consumer, pool, errstr,
 		       sizeof(errstr)) != 0) {
@@ -151,6 +154,7 @@ int main(int argc, char **argv)
 	publisher_stop(pub, drained ? 5000 : 1000);
 	http_stop(http);
 	reaper_stop(reaper);
+	availability_stop(av, 2000);
 	consumer_close(consumer, CONSUMER_CLOSE_MS);
 	log_info("ticketd stopped");
 	config_free(&cfg);

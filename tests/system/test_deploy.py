@@ -37,8 +37,10 @@ def test_compose_file_names_only_what_exists():
         assert key in names or key == "pg", var
     assert services["ticketd"]["ports"] == ["8080:8080"]
     topics = services["topics"]["command"][0]
-    for topic in ("bookings.requests", "bookings.replies", "bookings.dead-letter"):
+    for topic in ("bookings.requests", "bookings.replies", "bookings.dead-letter",
+                  "bookings.availability"):
         assert topic in topics
+    assert "cleanup.policy=compact" in topics
 
 
 def test_dockerfile_copies_what_exists():
