@@ -3,9 +3,11 @@
 # fetch the pinned Apache Kafka broker jars (scripts/kafka/pom.xml) from
 # Maven Central. Idempotent, and quick when everything is already there.
 #
-#   scripts/deps.sh [--no-kafka]
+#   scripts/deps.sh [--no-kafka | --bench]
 #
 #   --no-kafka     skip the Kafka jars
+#   --bench        also the benchmark's HTTP load tool (vegeta, a Go module,
+#                  built with the go command into .cache/go/bin)
 #   KAFKA_LIBS=DIR use the Kafka jars already in DIR (nothing is fetched)
 #
 # The jars land in .cache/kafka-VERSION/libs; the file `complete` beside that
@@ -104,14 +106,41 @@ fetch_kafka() {
 	exec 9>&-
 }
 
+# vegeta, pinned, for `make bench`: a Go module built from the module proxy
+# into the project's cache (nothing outside the repository changes).
+vegeta_version=v12.13.0
+install_vegeta() {
+	local bin="$repo/.cache/go/bin/vegeta" go
+	# go install leaves the version out of the binary: a stamp beside it.
+	if [[ -x $bin && $(cat "$bin.version" 2>/dev/null) == "$vegeta_version" ]]; then
+		say "vegeta $vegeta_version present"
+		return 0
+	fi
+	go="$(command -v go || true)"
+	[[ -n $go ]] || go=/usr/local/go/bin/go
+	if [[ ! -x $go ]]; then
+		packages=(golang-go)
+		install_packages
+		go="$(command -v go)"
+	fi
+	say "building vegeta $vegeta_version with $("$go" version)"
+	GOBIN="$repo/.cache/go/bin" GOPATH="$repo/.cache/go/path" \
+		GOMODCACHE="$repo/.cache/go/mod" GOFLAGS=-modcacherw \
+		"$go" install "github.com/tsenart/vegeta/v12@$vegeta_version" ||
+		die "could not build vegeta $vegeta_version (it needs Go 1.22 or newer)"
+	echo "$vegeta_version" >"$bin.version"
+}
+
 main() {
-	local kafka=1
+	local kafka=1 bench=0
 	case "${1:-}" in
 	"") ;;
 	--no-kafka) kafka=0 ;;
-	*) die "usage: deps.sh [--no-kafka]" ;;
+	--bench) bench=1 ;;
+	*) die "usage: deps.sh [--no-kafka | --bench]" ;;
 	esac
 	install_packages
+	[[ $bench == 0 ]] || install_vegeta
 	if [[ $kafka == 0 ]]; then
 		return 0
 	elif [[ -n ${KAFKA_LIBS:-} ]]; then
