@@ -26,11 +26,13 @@ BUILD = build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)),)
 comma := ,
 
 DAEMON_MODULES = config log request offsets job kafka metrics store reply \
-	worker consumer reaper http
+	worker consumer reaper http secret pgcheck kafkacheck
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
-	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o
-UNIT_TESTS = test_request test_offsets test_config test_http_parse
+	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o \
+	$(BUILD)/src/secret.o $(BUILD)/src/pgcheck.o $(BUILD)/src/kafkacheck.o
+UNIT_TESTS = test_request test_offsets test_config test_http_parse \
+	test_secret test_pgcheck
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
 
 .PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \
@@ -66,6 +68,14 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(DAEMON_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# These link only the module under test: the link line shows it is pure
+# (secret) or needs libpq alone (pgcheck).
+$(BUILD)/tests/unit/test_secret: $(BUILD)/tests/unit/test_secret.o $(BUILD)/src/secret.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/tests/unit/test_pgcheck: $(BUILD)/tests/unit/test_pgcheck.o $(BUILD)/src/pgcheck.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpq -lcmocka
 
 test-unit: $(UNIT_BINS) ## run the cmocka unit tests
 	tests/run.sh --unit-only $(UNIT_BINS)

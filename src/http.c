@@ -12,12 +12,14 @@
 #include "consumer.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgcheck.h"
 #include "store.h"
 #include "worker.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -29,6 +31,10 @@
 #define HTTP_URL_MAX	   512
 #define HTTP_DEFAULT_LIMIT 50
 #define HTTP_POOL_WAIT_MS  2000
+/* /readyz's database check, well inside the 1 s a probe waits by default
+ * (Kubernetes' timeoutSeconds): a connection over TLS with SCRAM to a
+ * server 50 ms away takes about 7 round trips. */
+#define HTTP_READYZ_DB_MS 500
 
 struct http_server {
 	const struct config *cfg;
@@ -325,34 +331,60 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 	return respond_view(http, conn, STORE_VIEW_BOOKINGS, params, "");
 }
 
+/* ,"database_error":"why" (JSON-escaped: libpq's message quotes names),
+ * or "" when the database answered. Heap; NULL when out of memory. */
+static char *readyz_reason(enum pgcheck_result db, const char *why)
+{
+	json_t *text;
+	char *quoted, *out = NULL;
+
+	if (db == PGCHECK_OK)
+		return strdup("");
+	text = json_string(why);
+	quoted = text ? json_dumps(text, JSON_ENCODE_ANY) : NULL;
+	json_decref(text);
+	if (quoted && asprintf(&out, ",\"database_error\":%s", quoted) < 0)
+		out = NULL;
+	free(quoted);
+	return out;
+}
+
+/*
+ * Ready: a new database connection succeeds within HTTP_READYZ_DB_MS
+ * (pgcheck: a new one proves the credentials still work, and no step of
+ * it can block past the bound), the workers have theirs and the consumer
+ * is a member of the group. Otherwise 503 with the database's reason.
+ */
 static enum MHD_Result serve_readyz(struct http_server *http,
 				    struct MHD_Connection *conn)
 {
-	struct store *st = pool_take(http);
-	int database = 0, consumer = consumer_ready(http->consumer);
+	int consumer = consumer_ready(http->consumer);
 	int workers = worker_pool_db_ready(http->pool);
-	char errstr[512];
+	char errstr[512] = "";
+	enum pgcheck_result db = pgcheck_run(
+	    http->cfg->pg_conninfo, HTTP_READYZ_DB_MS, errstr, sizeof(errstr));
+	int database = db == PGCHECK_OK;
+	char *reason = readyz_reason(db, errstr);
 	char *body = NULL;
+	int rc;
 
-	if (st) {
-		if (!store_connected(st) &&
-		    store_connect(st, errstr, sizeof(errstr)) != 0)
-			log_debug("readyz: %s", errstr);
-		database = store_ping(st);
-		if (!database && store_connect(st, errstr, sizeof(errstr)) == 0)
-			database = store_ping(st);
-		pool_give(http, st);
-	}
-	if (asprintf(
-		&body,
-		"{\"status\":\"%s\",\"database\":\"%s\",\"workers\":\"%s\","
-		"\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
-		database && consumer && workers ? "ready" : "unavailable",
-		database ? "ok" : "down", workers ? "ok" : "waiting",
-		consumer ? "ok" : "failed",
-		atomic_load(&http->metrics->assigned_partitions),
-		atomic_load(&http->metrics->consumer_paused) ? "true"
-							     : "false") < 0)
+	if (!database)
+		log_debug("readyz: %s", errstr);
+	if (!reason)
+		return MHD_NO;
+	rc = asprintf(
+	    &body,
+	    "{\"status\":\"%s\",\"database\":\"%s\"%s,\"workers\":\"%s\","
+	    "\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
+	    database && consumer && workers ? "ready" : "unavailable",
+	    database		    ? "ok"
+	    : db == PGCHECK_REFUSED ? "refused"
+				    : "down",
+	    reason, workers ? "ok" : "waiting", consumer ? "ok" : "failed",
+	    atomic_load(&http->metrics->assigned_partitions),
+	    atomic_load(&http->metrics->consumer_paused) ? "true" : "false");
+	free(reason);
+	if (rc < 0)
 		return MHD_NO;
 	return respond_json(conn,
 			    database && consumer && workers

@@ -374,8 +374,8 @@ int reply_start(struct reply_producer **out, const struct config *cfg,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "acks", "all", errstr, errstr_size) != 0 ||
 	    kafka_conf_set(conf, "linger.ms", "2", errstr, errstr_size) != 0 ||
-	    kafka_conf_apply_properties(conf, &cfg->producer_properties, errstr,
-					errstr_size) != 0)
+	    kafka_conf_apply_user(conf, cfg, &cfg->producer_properties, errstr,
+				  errstr_size) != 0)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, rp);
