@@ -258,6 +258,7 @@ tls_make() {
 	mkdir -p "$tls_dir"
 	chmod 755 "$tls_dir"
 	secret_make kafka-keystore
+	secret_make kafka-password
 	# P-256 keys: quicker to make than RSA, and every client here takes them.
 	{
 		(umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -329,11 +330,14 @@ secure_pg_role() {
 }
 
 # Lines appended to server.properties: the SASL_SSL listener's keystore and
-# its one mechanism. No authorizer: an authenticated user may do anything.
+# its mechanisms, SCRAM-SHA-512 and PLAIN (what managed clusters offer; the
+# same user and password for both). No authorizer: an authenticated user
+# may do anything.
 secure_kafka_properties() {
 	cat <<-PROPS
-		sasl.enabled.mechanisms=SCRAM-SHA-512
+		sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 		listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+		listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$kafka_user="$(secret_get kafka-password)";
 		listener.name.sasl_ssl.ssl.keystore.type=PKCS12
 		listener.name.sasl_ssl.ssl.keystore.location=$tls_dir/kafka.p12
 		listener.name.sasl_ssl.ssl.keystore.password=$(secret_get kafka-keystore)
@@ -455,7 +459,7 @@ up() {
 	say "PostgreSQL $TICKETD_PG$([[ $own_pg == 1 ]] || echo ' (existing)')"
 	say "Kafka $TICKETD_BROKERS$([[ $own_kafka == 1 ]] || echo ' (existing)'), topics $request_topic, $reply_topic, $dlq_topic"
 	if secure; then
-		say "secured: Kafka SASL_SSL (SCRAM-SHA-512, user $kafka_user) on 127.0.0.1:$(state_get kafka_sasl_port), PostgreSQL TLS + SCRAM as $pg_secure_role; CA $tls_dir/ca.crt, passwords in $secrets_dir"
+		say "secured: Kafka SASL_SSL (SCRAM-SHA-512 or PLAIN, user $kafka_user) on 127.0.0.1:$(state_get kafka_sasl_port), PostgreSQL TLS + SCRAM as $pg_secure_role; CA $tls_dir/ca.crt, passwords in $secrets_dir"
 	fi
 	say "addresses in $env_file"
 }

@@ -42,6 +42,10 @@ static const char *refusal(rd_kafka_resp_err_t err, const char *reason)
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__AUTHENTICATION:
 	case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+		/* librdkafka reports the broker's refusal of the mechanism
+		 * as an authentication error, with the broker's words. */
+		if (strstr(reason, "Unsupported SASL mechanism"))
+			return "the broker does not offer this sasl.mechanisms";
 		return "SASL authentication failed (a wrong password or an "
 		       "unknown user: the broker does not say which)";
 	case RD_KAFKA_RESP_ERR_UNSUPPORTED_SASL_MECHANISM:
