@@ -91,7 +91,7 @@ test-system: all ## run the system tests only (real Kafka + PostgreSQL)
 check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
 	$(BUILD)/tests/unit/test_config
 
-up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/)
+up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/; TICKETD_STACK_SECURE=1: over SASL_SSL and TLS)
 	scripts/stack.sh up
 	scripts/run-ticketd.sh start
 
