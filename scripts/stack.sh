@@ -86,7 +86,7 @@ pg_start() {
 			max_connections = 200
 			shared_buffers = 256MB
 		CONF
-		secure && secure_pg_conf "$data"
+		if secure; then secure_pg_conf "$data"; fi
 	fi
 	as_pg "$bin/pg_ctl" -D "$data" -l "$stack_dir/pg/log" -w -t 60 start >/dev/null ||
 		{ tail -n 30 "$stack_dir/pg/log" >&2; die "PostgreSQL did not start"; }
@@ -166,7 +166,7 @@ kafka_start() {
 		group.initial.rebalance.delay.ms=0
 		auto.create.topics.enable=false
 	PROPS
-	secure && secure_kafka_properties >>"$dir/server.properties"
+	if secure; then secure_kafka_properties >>"$dir/server.properties"; fi
 	if [[ ! -f $dir/data/meta.properties ]]; then
 		java -cp "$kafka_libs/*" -Dlog4j.configuration="file:$repo/scripts/kafka/log4j.properties" \
 			-Dkafka.logs.dir="$dir" kafka.tools.StorageTool format \
@@ -432,7 +432,7 @@ up() {
 			die "TICKETD_STACK_SECURE=1 secures the stack's own services: unset TICKETD_PG and TICKETD_BROKERS"
 		state_set secure 1
 	fi
-	secure && tls_make
+	if secure; then tls_make; fi
 	if [[ -z ${TICKETD_PG:-} ]]; then
 		own_pg=1
 		pg_start
@@ -497,6 +497,7 @@ status() {
 	fi
 	if alive "$stack_dir/kafka/pid"; then
 		say "Kafka up on 127.0.0.1:$(state_get kafka_port) (pid $(cat "$stack_dir/kafka/pid"))"
+		if secure; then say "Kafka SASL_SSL on 127.0.0.1:$(state_get kafka_sasl_port)"; fi
 	else
 		say "Kafka down"
 	fi

@@ -155,7 +155,15 @@ def test_secured_flood_gives_the_plain_outcomes(stack, ticketd, secured):
         assert code == 0, out
         assert "invariant ok" in out, out
         got, want = summary(out), summary(plain)
-        assert [got[k] for k in OUTCOMES] == [want[k] for k in OUTCOMES], (out, plain)
+        same = OUTCOMES
+        if "--mix" in args:
+            # Which books get a cancel depends on how replies and sends
+            # interleave (ticket-flood cancels request numbers divisible by
+            # 5, follow-ups included); every follow-up is answered ok.
+            same = [k for k in OUTCOMES if k not in ("sent", "answered", "ok")]
+            for fields in (got, want):
+                assert int(fields["ok"]) == int(fields["sent"]) - 1000, (out, plain)
+        assert [got[k] for k in same] == [want[k] for k in same], (out, plain)
         rows = stack.query("SELECT count(*), count(DISTINCT idempotency_key) "
                            "FROM processed_requests WHERE request_id LIKE %s",
                            ("flood-%s-%%" % got["run"],))
