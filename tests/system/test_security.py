@@ -207,6 +207,33 @@ def test_plain_sasl_mechanism(stack, tmp_path):
         assert t.stop() == 0, t.log_tail()
 
 
+def test_passwords_from_the_environment(stack, tmp_path):
+    """The other form docs/security.md gives: the passwords in the
+    environment (TICKETD_KAFKA_SASL_PASSWORD, libpq's PGPASSWORD), no
+    password file; and channel_binding=require, which it suggests."""
+    topic = "requests-envpw-" + unique("t")
+    stack.create_topic(topic, partitions=1)
+    conf = write_conf(stack, tmp_path / "env.conf", edit=lambda t: t.replace(
+        "sslrootcert=", "channel_binding=require sslrootcert="))
+    passwords = {"TICKETD_KAFKA_SASL_PASSWORD": secret(stack, "kafka-password"),
+                 "PGPASSWORD": secret(stack, "pg-password"),
+                 "TICKETD_KAFKA_SASL_PASSWORD_FILE": "", "TICKETD_PG_PASSFILE": ""}
+    t = Ticketd(stack, name="ticketd-env-passwords", config=conf, request_topic=topic,
+                group_id="envpw-" + unique("g"))
+    t.env.update(passwords)
+    t.start()
+    try:
+        env = dict(without_settings(os.environ), **passwords)
+        code, out = run_flood(stack, "--config", conf, "--request-topic", topic,
+                              "--fresh-seed", "--event", "18450", "--section", "18450",
+                              "--expect-confirmed", "1", env=env)
+        assert code == 0, out
+        no_secret(stack, out, "ticket-flood")
+    finally:
+        assert t.stop() == 0, t.log_tail()
+    no_secret(stack, t.log_tail(10000), "ticketd's log")
+
+
 # ------------------------------------------------------------- refusals
 
 def other_ca(tmp_path):
