@@ -39,6 +39,13 @@ static long long now_ms(void)
  * may. */
 static const char *refusal(rd_kafka_resp_err_t err, const char *reason)
 {
+	/* By its text first: librdkafka reports the same failed certificate
+	 * check as _SSL or, when it surfaces on a read, as _TRANSPORT. */
+	if (strstr(reason, "certificate verify failed"))
+		return "TLS: the broker's certificate is not trusted "
+		       "(ssl.ca.location) or does not name the host";
+	if (strstr(reason, "SSL handshake failed"))
+		return "TLS: the handshake failed";
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__AUTHENTICATION:
 	case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
@@ -54,10 +61,7 @@ static const char *refusal(rd_kafka_resp_err_t err, const char *reason)
 		return "the broker expected another SASL exchange "
 		       "(security.protocol or sasl.mechanisms)";
 	case RD_KAFKA_RESP_ERR__SSL:
-		return strstr(reason, "certificate verify failed")
-			   ? "TLS: the broker's certificate is not trusted "
-			     "(ssl.ca.location) or does not name the host"
-			   : "TLS: the handshake failed";
+		return "TLS: the handshake failed";
 	case RD_KAFKA_RESP_ERR__TRANSPORT:
 		/* librdkafka's own diagnosis of a plaintext client talking
 		 * to a TLS listener: disconnected at the first request. */
