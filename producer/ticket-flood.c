@@ -9,6 +9,7 @@
 #include "kafka.h"
 #include "kafkacheck.h"
 #include "log.h"
+#include "outcome.h"
 #include "pgcheck.h"
 #include "request.h"
 
@@ -56,7 +57,7 @@ struct sent {
 	int64_t answered_us;
 	int answers;
 	enum request_type type;
-	enum reply_status status;
+	enum outcome_status status;
 	char error[32];
 	int quantity;
 	int64_t section_id;
@@ -782,9 +783,9 @@ static void handle_reply(struct flood *f, const rd_kafka_message_t *rkm)
 	f->answered++;
 	s->answered_us = now_us();
 	for (int i = 0; i < STATUS_COUNT; i++) {
-		if (strcmp(status, reply_status_name((enum reply_status)i)) ==
-		    0)
-			s->status = (enum reply_status)i;
+		if (strcmp(status,
+			   outcome_status_name((enum outcome_status)i)) == 0)
+			s->status = (enum outcome_status)i;
 	}
 	f->counts[s->status]++;
 	if (s->status == STATUS_REJECTED || s->status == STATUS_INVALID) {
@@ -840,6 +841,16 @@ static void progress(struct flood *f, int final)
 		final ? "\n" : "   ");
 }
 
+/*
+ * Is base request n (0, 1, ...) a hold, for --mix PERCENT? Exactly
+ * floor(count * mix / 100) of the first count are, spread evenly over the
+ * whole run (holds among books, not all at its start).
+ */
+static int mix_is_hold(long n, int mix)
+{
+	return (long long)(n + 1) * mix / 100 > (long long)n * mix / 100;
+}
+
 static int run_flood(struct flood *f)
 {
 	const struct options *o = f->o;
@@ -867,15 +878,11 @@ static int run_flood(struct flood *f)
 					f->pending_ids[f->pending_count]) != 0)
 					return -1;
 			} else {
-				int hold =
-				    o->mix &&
-				    (to_send_base * 100 / (base ? base : 1)) %
-					    100 <
-					o->mix &&
-				    (to_send_base % 100) < o->mix;
-
 				if (produce_request(
-					f, hold ? REQUEST_HOLD : REQUEST_BOOK,
+					f,
+					mix_is_hold(to_send_base, o->mix)
+					    ? REQUEST_HOLD
+					    : REQUEST_BOOK,
 					0) != 0)
 					return -1;
 				to_send_base++;

@@ -9,11 +9,13 @@
  */
 #include "http.h"
 
+#include "clock.h"
 #include "consumer.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgcheck.h"
-#include "store.h"
+#include "route.h"
+#include "views.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -46,101 +48,19 @@ struct http_server {
 
 	pthread_mutex_t lock; /* guards idle */
 	pthread_cond_t returned;
-	struct store **idle; /* connections not in use */
+	struct pg **idle; /* connections not in use */
 	int idle_count;
-	int store_count;
+	int pg_count;
 };
-
-int http_parse_id(const char *s, int64_t *out)
-{
-	int64_t v = 0;
-	size_t len;
-
-	if (!s)
-		return -1;
-	len = strlen(s);
-	if (len < 1 || len > 16)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v < 1 || v > 9007199254740991LL)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int http_parse_limit(const char *s, int default_limit, int max_limit, int *out)
-{
-	int64_t v;
-
-	if (!s) {
-		*out = default_limit < max_limit ? default_limit : max_limit;
-		return 0;
-	}
-	if (http_parse_id(s, &v) != 0 || v > max_limit)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
-enum http_route http_route_parse(const char *url, char *id, size_t id_size)
-{
-	static const struct {
-		const char *prefix;
-		enum http_route route;
-	} with_id[] = {
-	    {"/events/", HTTP_ROUTE_EVENT},
-	    {"/bookings/", HTTP_ROUTE_BOOKING},
-	    {"/holds/", HTTP_ROUTE_HOLD},
-	    {"/requests/", HTTP_ROUTE_REQUEST},
-	};
-	static const struct {
-		const char *path;
-		enum http_route route;
-	} plain[] = {
-	    {"/events", HTTP_ROUTE_EVENTS},
-	    {"/bookings", HTTP_ROUTE_BOOKINGS},
-	    {"/healthz", HTTP_ROUTE_HEALTHZ},
-	    {"/readyz", HTTP_ROUTE_READYZ},
-	    {"/metrics", HTTP_ROUTE_METRICS},
-	};
-
-	id[0] = '\0';
-	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
-		if (strcmp(url, plain[i].path) == 0)
-			return plain[i].route;
-	}
-	for (size_t i = 0; i < sizeof(with_id) / sizeof(with_id[0]); i++) {
-		size_t plen = strlen(with_id[i].prefix);
-		const char *rest;
-		size_t len;
-
-		if (strncmp(url, with_id[i].prefix, plen) != 0)
-			continue;
-		rest = url + plen;
-		len = strlen(rest);
-		if (len == 0 || strchr(rest, '/'))
-			return HTTP_ROUTE_NOT_FOUND;
-		if (len >= id_size)
-			return HTTP_ROUTE_BAD_ID;
-		memcpy(id, rest, len + 1);
-		return with_id[i].route;
-	}
-	return HTTP_ROUTE_NOT_FOUND;
-}
 
 /* ----------------------------------------------------- connection pool */
 
-static struct store *pool_take(struct http_server *http)
+static struct pg *pool_take(struct http_server *http)
 {
 	struct timespec deadline;
-	struct store *st = NULL;
+	struct pg *pg = NULL;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += HTTP_POOL_WAIT_MS / 1000;
+	clock_deadline_in(&deadline, HTTP_POOL_WAIT_MS);
 	pthread_mutex_lock(&http->lock);
 	while (http->idle_count == 0) {
 		if (pthread_cond_timedwait(&http->returned, &http->lock,
@@ -148,15 +68,15 @@ static struct store *pool_take(struct http_server *http)
 			break;
 	}
 	if (http->idle_count > 0)
-		st = http->idle[--http->idle_count];
+		pg = http->idle[--http->idle_count];
 	pthread_mutex_unlock(&http->lock);
-	return st;
+	return pg;
 }
 
-static void pool_give(struct http_server *http, struct store *st)
+static void pool_give(struct http_server *http, struct pg *pg)
 {
 	pthread_mutex_lock(&http->lock);
-	http->idle[http->idle_count++] = st;
+	http->idle[http->idle_count++] = pg;
 	pthread_cond_signal(&http->returned);
 	pthread_mutex_unlock(&http->lock);
 }
@@ -209,40 +129,37 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn,
 }
 
 static enum MHD_Result respond_view(struct http_server *http,
-				    struct MHD_Connection *conn,
-				    enum store_view view,
+				    struct MHD_Connection *conn, enum view view,
 				    const char *const *params,
 				    const char *not_found)
 {
-	struct store *st = pool_take(http);
+	struct pg *pg = pool_take(http);
 	char errstr[512];
 	char *json = NULL;
-	enum store_result rc;
+	enum pg_status rc;
 
-	if (!st)
+	if (!pg)
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
 				     "no database connection free");
-	if (!store_connected(st) &&
-	    store_connect(st, errstr, sizeof(errstr)) != 0) {
-		pool_give(http, st);
+	if (!pg_connected(pg) && pg_connect(pg, errstr, sizeof(errstr)) != 0) {
+		pool_give(http, pg);
 		log_debug("http: %s", errstr);
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
 				     "DATABASE_UNAVAILABLE",
 				     "the database cannot be reached");
 	}
-	rc = store_view(st, view, params, &json, errstr, sizeof(errstr));
+	rc = views_run(pg, view, params, &json, errstr, sizeof(errstr));
 	/* A pooled connection may have died while idle (the server
 	 * restarted): one fresh try before saying 503. */
-	if (rc == STORE_DISCONNECTED &&
-	    store_connect(st, errstr, sizeof(errstr)) == 0)
-		rc =
-		    store_view(st, view, params, &json, errstr, sizeof(errstr));
-	pool_give(http, st);
-	if (rc == STORE_DISCONNECTED)
+	if (rc == PG_DISCONNECTED &&
+	    pg_connect(pg, errstr, sizeof(errstr)) == 0)
+		rc = views_run(pg, view, params, &json, errstr, sizeof(errstr));
+	pool_give(http, pg);
+	if (rc == PG_DISCONNECTED)
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
 				     "DATABASE_UNAVAILABLE",
 				     "the database cannot be reached");
-	if (rc != STORE_OK) {
+	if (rc != PG_OK) {
 		log_warn("http: %s", errstr);
 		return respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
 				     "INTERNAL", "the query failed");
@@ -269,13 +186,13 @@ static int read_page(struct http_server *http, struct MHD_Connection *conn,
 	int limit;
 
 	if (arg(conn, "after") &&
-	    http_parse_id(arg(conn, "after"), &after_id)) {
+	    route_parse_id(arg(conn, "after"), &after_id)) {
 		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
 				     "after must be a positive integer id");
 		return -1;
 	}
-	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
-			     http->cfg->http_max_limit, &limit) != 0) {
+	if (route_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
+			      http->cfg->http_max_limit, &limit) != 0) {
 		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
 				     "limit must be an integer from 1 to the "
 				     "configured maximum");
@@ -295,7 +212,7 @@ static enum MHD_Result serve_events(struct http_server *http,
 
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
 		return ret;
-	return respond_view(http, conn, STORE_VIEW_EVENTS, params, "");
+	return respond_view(http, conn, VIEW_EVENTS, params, "");
 }
 
 static enum MHD_Result serve_bookings(struct http_server *http,
@@ -308,7 +225,7 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 	int64_t v = 0;
 
 	if (arg(conn, "event_id")) {
-		if (http_parse_id(arg(conn, "event_id"), &v) != 0)
+		if (route_parse_id(arg(conn, "event_id"), &v) != 0)
 			return respond_error(
 			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 			    "event_id must be a positive integer");
@@ -316,7 +233,7 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 		params[0] = event;
 	}
 	if (arg(conn, "section_id")) {
-		if (http_parse_id(arg(conn, "section_id"), &v) != 0)
+		if (route_parse_id(arg(conn, "section_id"), &v) != 0)
 			return respond_error(
 			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 			    "section_id must be a positive integer");
@@ -328,7 +245,7 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 				     "customer must be 1 to 254 characters");
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
 		return ret;
-	return respond_view(http, conn, STORE_VIEW_BOOKINGS, params, "");
+	return respond_view(http, conn, VIEW_BOOKINGS, params, "");
 }
 
 /* ,"database_error":"why" (JSON-escaped: libpq's message quotes names),
@@ -402,7 +319,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	char id[160];
 	const char *params[1] = {id};
 	int64_t v;
-	enum http_route route;
+	enum route route;
 
 	(void)version;
 	(void)upload_data;
@@ -425,42 +342,42 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return respond_error(conn, MHD_HTTP_URI_TOO_LONG,
 				     "URI_TOO_LONG", "the path is too long");
 
-	route = http_route_parse(url, id, sizeof(id));
+	route = route_parse(url, id, sizeof(id));
 	switch (route) {
-	case HTTP_ROUTE_EVENTS:
+	case ROUTE_EVENTS:
 		return serve_events(http, conn);
-	case HTTP_ROUTE_BOOKINGS:
+	case ROUTE_BOOKINGS:
 		return serve_bookings(http, conn);
-	case HTTP_ROUTE_EVENT:
-	case HTTP_ROUTE_BOOKING:
-	case HTTP_ROUTE_HOLD:
-		if (http_parse_id(id, &v) != 0)
+	case ROUTE_EVENT:
+	case ROUTE_BOOKING:
+	case ROUTE_HOLD:
+		if (route_parse_id(id, &v) != 0)
 			return respond_error(
 			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 			    "the id must be a positive integer");
 		snprintf(id, sizeof(id), "%" PRId64, v);
-		if (route == HTTP_ROUTE_EVENT)
-			return respond_view(http, conn, STORE_VIEW_EVENT,
-					    params, "no such event");
-		if (route == HTTP_ROUTE_BOOKING)
-			return respond_view(http, conn, STORE_VIEW_BOOKING,
-					    params, "no such booking");
-		return respond_view(http, conn, STORE_VIEW_HOLD, params,
+		if (route == ROUTE_EVENT)
+			return respond_view(http, conn, VIEW_EVENT, params,
+					    "no such event");
+		if (route == ROUTE_BOOKING)
+			return respond_view(http, conn, VIEW_BOOKING, params,
+					    "no such booking");
+		return respond_view(http, conn, VIEW_HOLD, params,
 				    "no such hold");
-	case HTTP_ROUTE_REQUEST:
+	case ROUTE_REQUEST:
 		if (!request_id_valid(id, strlen(id)))
 			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
 					     "BAD_ID",
 					     "a request_id is 1 to 128 "
 					     "characters of [A-Za-z0-9._:-]");
-		return respond_view(http, conn, STORE_VIEW_REQUEST, params,
+		return respond_view(http, conn, VIEW_REQUEST, params,
 				    "no such request");
-	case HTTP_ROUTE_HEALTHZ:
+	case ROUTE_HEALTHZ:
 		return respond_json(conn, MHD_HTTP_OK,
 				    strdup("{\"status\":\"ok\"}"));
-	case HTTP_ROUTE_READYZ:
+	case ROUTE_READYZ:
 		return serve_readyz(http, conn);
-	case HTTP_ROUTE_METRICS: {
+	case ROUTE_METRICS: {
 		char *text = metrics_render(http->metrics);
 
 		if (!text)
@@ -469,10 +386,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			       "text/plain; version=0.0.4; charset=utf-8",
 			       text);
 	}
-	case HTTP_ROUTE_BAD_ID:
+	case ROUTE_BAD_ID:
 		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 				     "the id is too long");
-	case HTTP_ROUTE_NOT_FOUND:
+	case ROUTE_NOT_FOUND:
 		break;
 	}
 	return respond_error(conn, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
@@ -484,7 +401,6 @@ int http_start(struct http_server **out, const struct config *cfg,
 	       struct worker_pool *pool, char *errstr, size_t errstr_size)
 {
 	struct http_server *http = calloc(1, sizeof(*http));
-	struct store_limits limits = {0};
 	struct sockaddr_in addr;
 	const union MHD_DaemonInfo *info;
 
@@ -517,14 +433,14 @@ int http_start(struct http_server **out, const struct config *cfg,
 		goto fail;
 	}
 	for (int i = 0; i < cfg->http_pool_size; i++) {
-		struct store *st = store_new(cfg->pg_conninfo, &limits);
+		struct pg *pg = views_pg_new(cfg->pg_conninfo);
 
-		if (!st) {
+		if (!pg) {
 			snprintf(errstr, errstr_size, "out of memory");
 			goto fail;
 		}
-		http->idle[http->idle_count++] = st;
-		http->store_count++;
+		http->idle[http->idle_count++] = pg;
+		http->pg_count++;
 	}
 	http->daemon = MHD_start_daemon(
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
@@ -560,9 +476,9 @@ void http_stop(struct http_server *http)
 	if (http->daemon)
 		MHD_stop_daemon(http->daemon);
 	for (int i = 0; i < http->idle_count; i++)
-		store_free(http->idle[i]);
+		pg_free(http->idle[i]);
 	free(http->idle);
-	if (http->store_count) {
+	if (http->pg_count) {
 		pthread_mutex_destroy(&http->lock);
 		pthread_cond_destroy(&http->returned);
 	}

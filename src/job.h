@@ -3,18 +3,29 @@
  * consumer thread through a worker to the reply producer.
  *
  * Ownership: the consumer creates a job (job_from_message) and hands it to
- * a worker queue; the worker hands it to the reply producer; the delivery
- * report of its last reply hands it back to the consumer, which marks its
- * offset done and job_free()s it.
+ * a worker queue; the worker hands it to the publisher; the delivery
+ * report of its last message hands it back to the consumer, which marks
+ * its offset done and job_free()s it.
  */
 #ifndef TICKETD_JOB_H
 #define TICKETD_JOB_H
 
+#include "outcome.h"
 #include "request.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stdint.h>
+
+struct job;
+
+/* One message the publisher produces for a job (its reply, or the
+ * dead-letter copy of its request): what the delivery report gets back. */
+struct job_message {
+	struct job *job;
+	int kind;   /* the publisher's: which message this is */
+	int reason; /* the publisher's: why it was rerouted, if it was */
+};
 
 struct job {
 	struct job *next; /* worker queue link */
@@ -41,14 +52,15 @@ struct job {
 	int64_t received_us;
 
 	/* Set by the worker. The parsed request itself lives in the worker's
-	 * batch, not here: a queued job stays small. */
+	 * batch, not here. */
 	int valid;
 	int type; /* enum request_type, or REQUEST_TYPE_COUNT when unknown */
-	enum reply_status status;
-	enum request_error_code error;
-	char *reply_json;
+	struct outcome outcome; /* with its reply text once decided */
 	int dead_letter; /* copy the message to the dead-letter topic too */
 	char *dead_letter_reason; /* "CODE: message", with dead_letter */
+
+	/* Set by the publisher. */
+	struct job_message reply_message, dead_letter_message;
 	atomic_int pending_deliveries;
 };
 
@@ -60,8 +72,5 @@ struct job *job_from_message(const rd_kafka_message_t *rkm, const char *topic);
 
 /* Free job and everything it owns. */
 void job_free(struct job *job);
-
-/* Monotonic microseconds, for latencies. */
-int64_t job_now_us(void);
 
 #endif
