@@ -26,6 +26,8 @@ packages=(
 	libcmocka-dev clang libclang-rt-dev
 	# the local stack (scripts/stack.sh) and the system tests
 	postgresql kcat curl ca-certificates default-jre-headless maven
+	# the secured stack's throwaway certificates (TICKETD_STACK_SECURE=1)
+	openssl
 	python3-pytest python3-psycopg2 python3-confluent-kafka python3-yaml
 )
 
@@ -56,9 +58,10 @@ install_packages() {
 	say "installing ${missing[*]}"
 	local log
 	log="$(mktemp)"
-	if ! { "${sudo[@]}" apt-get update -q &&
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+	# Another install may hold apt's lock: wait for it (bounded) instead of failing.
+	if ! { "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+			install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
 		tail -n 30 "$log" >&2
 		rm -f "$log"
 		die "apt-get could not install ${missing[*]}"

@@ -20,12 +20,19 @@ struct config {
 	char *dead_letter_topic;
 	char *availability_topic;
 	char *client_id;
+	struct config_properties kafka_properties; /* both clients, first */
 	struct config_properties consumer_properties;
 	struct config_properties producer_properties;
 	int commit_interval_ms;
+	char *kafka_sasl_password_file;
+	/* Not a setting: the SASL password, read from kafka_sasl_password_file
+	 * or taken from TICKETD_KAFKA_SASL_PASSWORD; NULL when neither. Never
+	 * printed or logged. */
+	char *kafka_sasl_password;
 
 	/* PostgreSQL */
 	char *pg_conninfo;
+	char *pg_passfile;
 
 	/* Workers */
 	int workers;
@@ -63,9 +70,11 @@ struct config {
 
 /*
  * Fill cfg with the defaults, then the settings of the file at path (NULL:
- * defaults only), then the TICKETD_<NAME> environment variables.
- * Returns 0, or -1 with "file:line: what is wrong" in errstr. On -1 cfg
- * holds whatever was set so far; config_free it either way.
+ * defaults only), then the TICKETD_<NAME> environment variables; then read
+ * the SASL password (kafka_sasl_password_file or TICKETD_KAFKA_SASL_PASSWORD)
+ * and check pg_passfile. Returns 0, or -1 with "file:line: what is wrong" in
+ * errstr, which never holds a secret. On -1 cfg holds whatever was set so
+ * far; config_free it either way.
  */
 int config_load(struct config *cfg, const char *path, char *errstr,
 		size_t errstr_size) __attribute__((warn_unused_result));
@@ -73,7 +82,9 @@ int config_load(struct config *cfg, const char *path, char *errstr,
 /* Free every string cfg owns. cfg itself belongs to the caller. */
 void config_free(struct config *cfg);
 
-/* Print every setting and its value, for --print-config. */
+/* Print every setting and its value, for --print-config: passwords in
+ * pg_conninfo and secret librdkafka properties are masked, the SASL
+ * password is never shown. */
 void config_print(const struct config *cfg);
 
 /* Call fn for each setting name in the table (tests check the sample file). */

@@ -53,6 +53,18 @@ int kafka_conf_apply_properties(rd_kafka_conf_t *conf,
 				char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
+/*
+ * What the user configured for this client, in this order: kafka_properties
+ * (both clients), then role_props (consumer_properties or
+ * producer_properties; NULL for none), then the SASL password from
+ * kafka_sasl_password_file or TICKETD_KAFKA_SASL_PASSWORD. 0, or -1 with
+ * errstr (which shows no secret value).
+ */
+int kafka_conf_apply_user(rd_kafka_conf_t *conf, const struct config *cfg,
+			  const struct config_properties *role_props,
+			  char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
 /* Route librdkafka's own log lines through log.h. */
 void kafka_conf_set_logging(rd_kafka_conf_t *conf);
 

@@ -3,8 +3,10 @@
 #include "config.h"
 #include "consumer.h"
 #include "http.h"
+#include "kafkacheck.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgcheck.h"
 #include "reaper.h"
 #include "version.h"
 #include "publisher.h"
@@ -18,6 +20,10 @@
 
 /* How long shutdown waits to leave the consumer group after the drain. */
 #define CONSUMER_CLOSE_MS 10000
+
+/* How long start-up waits for the brokers to answer before it goes on
+ * without (the clients keep trying). */
+#define KAFKA_CHECK_MS 10000
 
 static volatile sig_atomic_t run = 1;
 
@@ -41,6 +47,42 @@ static void usage(FILE *out)
 	    "      --print-config  print the settings in effect, exit\n"
 	    "  -V, --version       print the version, exit\n"
 	    "  -h, --help          this text\n");
+}
+
+/*
+ * Before anything joins the group: do PostgreSQL and Kafka take ticketd's
+ * credentials and TLS settings? A refusal will not pass by waiting, so it
+ * stops start-up with what is wrong (0 / -1 with errstr); a service that
+ * is not reachable yet only gets a warning, as the workers and the Kafka
+ * clients keep trying on their own.
+ */
+static int check_services(const struct config *cfg, char *errstr,
+			  size_t errstr_size)
+{
+	enum pgcheck_result pg;
+	enum kafkacheck_result kafka;
+
+	pg = pgcheck_run(cfg->pg_conninfo, 0, errstr, errstr_size);
+	if (pg == PGCHECK_REFUSED)
+		return -1;
+	if (pg == PGCHECK_DOWN)
+		log_warn("%s; starting anyway, the workers keep trying",
+			 errstr);
+	kafka =
+	    kafkacheck_run(cfg, RD_KAFKA_CONSUMER, &cfg->consumer_properties,
+			   KAFKA_CHECK_MS, errstr, errstr_size);
+	/* The reply producer too, when its own properties may change how
+	 * it connects. */
+	if (kafka == KAFKACHECK_OK && cfg->producer_properties.count > 0)
+		kafka = kafkacheck_run(cfg, RD_KAFKA_PRODUCER,
+				       &cfg->producer_properties,
+				       KAFKA_CHECK_MS, errstr, errstr_size);
+	if (kafka == KAFKACHECK_REFUSED)
+		return -1;
+	if (kafka == KAFKACHECK_DOWN)
+		log_warn("%s; starting anyway, the clients keep trying",
+			 errstr);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -111,6 +153,18 @@ int main(int argc, char **argv)
 	log_init((enum log_level)log_level_parse(cfg.log_level),
 		 (enum log_format)log_format_parse(cfg.log_format));
 	metrics_init(&metrics);
+	/* Every libpq connection of the process reads it (a passfile= in
+	 * pg_conninfo still wins); set while there is one thread. */
+	if (cfg.pg_passfile[0] && setenv("PGPASSFILE", cfg.pg_passfile, 1)) {
+		log_error("start-up failed: cannot set PGPASSFILE");
+		config_free(&cfg);
+		return 1;
+	}
+	if (check_services(&cfg, errstr, sizeof(errstr)) != 0) {
+		log_error("start-up failed: %s", errstr);
+		config_free(&cfg);
+		return 1;
+	}
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
