@@ -31,11 +31,10 @@
 #define RETRY_PAUSE_MS 200
 
 /* One section's newest state known here, and whether it still has to go
- * out (pending) or is on its way (in_flight: the version last produced). */
+ * out (pending) or was handed to the producer. */
 struct slot {
 	int used;
 	int pending;
-	int64_t in_flight;
 	struct section_state state;
 };
 
@@ -114,23 +113,30 @@ static int slots_grow(struct availability *av)
 	return 0;
 }
 
+/* Which state a message carries: its delivery report's opaque. */
+struct sent_state {
+	int64_t section_id;
+	int64_t version;
+};
+
 /* Hand one state to the producer. Caller holds av->lock. 0, or -1 when
  * the producer would not take it now (it stays pending). */
 static int produce(struct availability *av, struct slot *slot)
 {
 	char key[24];
 	char *value = availability_to_json(&slot->state);
-	int64_t *version;
+	struct sent_state *sent;
 	rd_kafka_resp_err_t err;
 
 	if (!value)
 		return -1;
-	version = malloc(sizeof(*version));
-	if (!version) {
+	sent = malloc(sizeof(*sent));
+	if (!sent) {
 		free(value);
 		return -1;
 	}
-	*version = slot->state.version;
+	sent->section_id = slot->state.section_id;
+	sent->version = slot->state.version;
 	snprintf(key, sizeof(key), "%" PRId64, slot->state.section_id);
 	/* The value is handed over (F_FREE); the key is copied. */
 	err = rd_kafka_producev(av->rk,
@@ -138,14 +144,13 @@ static int produce(struct availability *av, struct slot *slot)
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
 				RD_KAFKA_V_KEY(key, strlen(key)),
 				RD_KAFKA_V_VALUE(value, strlen(value)),
-				RD_KAFKA_V_OPAQUE(version), RD_KAFKA_V_END);
+				RD_KAFKA_V_OPAQUE(sent), RD_KAFKA_V_END);
 	if (err) {
 		free(value);
-		free(version);
+		free(sent);
 		return -1;
 	}
 	slot->pending = 0;
-	slot->in_flight = slot->state.version;
 	return 0;
 }
 
@@ -184,14 +189,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 			void *opaque)
 {
 	struct availability *av = opaque;
-	int64_t *version = rkm->_private;
-	int64_t id = strtoll(rkm->key ? (const char *)rkm->key : "0", NULL, 10);
+	struct sent_state *sent = rkm->_private;
 	struct slot *slot;
 
 	(void)rk;
 	if (!rkm->err) {
 		atomic_fetch_add(&av->metrics->availability_published, 1);
-		free(version);
+		free(sent);
 		return;
 	}
 	atomic_fetch_add(&av->metrics->availability_failures, 1);
@@ -203,16 +207,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 		    av->cfg->availability_topic, rd_kafka_err2str(rkm->err));
 		av->failure_logged_us = clock_now_us();
 	}
-	slot = slot_of(av, id);
+	slot = slot_of(av, sent->section_id);
 	/* Superseded by a newer state: that one counts, not this. */
-	if (slot->used && slot->state.version == *version) {
+	if (slot->used && slot->state.version == sent->version) {
 		slot->pending = 1;
 		if (av->retry_after_us == 0)
 			av->retry_after_us =
 			    clock_now_us() + 1000 * RETRY_PAUSE_MS;
 	}
 	pthread_mutex_unlock(&av->lock);
-	free(version);
+	free(sent);
 }
 
 /* Produce what is pending, once its pause is over. */
