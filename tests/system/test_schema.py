@@ -78,3 +78,53 @@ def test_the_seat_counters_stay_in_their_range(stack):
                     "UPDATE sections SET held = 2 WHERE id = 10"):
             refused(cur, sql, (), psycopg2.errors.CheckViolation)
         conn.close()
+
+
+def test_migration_2026_12_02_moves_the_foreign_keys_to_the_triggers(stack):
+    """A database made before 2026-12-02 (foreign keys, no triggers):
+    db/migrate-2026-12-02.sql refuses until db/schema.sql has added the
+    triggers, then drops the foreign keys; the guards hold throughout."""
+    import os
+    import subprocess
+    from harness import REPO
+
+    def psql(conninfo, name):
+        return subprocess.run(["psql", conninfo, "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                               os.path.join(REPO, "db", name)],
+                              capture_output=True, text=True)
+
+    with fresh_database(stack) as conninfo:
+        conn, cur = seeded(conninfo)
+        for table in ("bookings", "holds"):
+            cur.execute("DROP TRIGGER %s_name_sections ON %s" % (table, table))
+            cur.execute("ALTER TABLE %s ADD CONSTRAINT %s_section_fkey FOREIGN KEY "
+                        "(section_id, event_id) REFERENCES sections (id, event_id)"
+                        % (table, table))
+        early = psql(conninfo, "migrate-2026-12-02.sql")
+        assert early.returncode != 0 and "apply db/schema.sql first" in early.stderr
+        assert psql(conninfo, "schema.sql").returncode == 0
+        done = psql(conninfo, "migrate-2026-12-02.sql")
+        assert done.returncode == 0, done.stderr
+        assert psql(conninfo, "migrate-2026-12-02.sql").returncode == 0
+        cur.execute("SELECT count(*) FROM pg_constraint WHERE conname IN "
+                    "('bookings_section_fkey', 'holds_section_fkey')")
+        assert cur.fetchone() == (0,)
+        refused(cur, "INSERT INTO bookings (event_id, section_id, quantity, customer, "
+                "request_key) VALUES (1, 999, 1, 'c', 'after')", (),
+                psycopg2.errors.ForeignKeyViolation)
+        refused(cur, "DELETE FROM sections WHERE id = 10", (),
+                psycopg2.errors.ForeignKeyViolation)
+        conn.close()
+
+
+def test_a_section_is_deleted_only_in_read_committed(stack):
+    """At a stricter isolation the check could miss a booking committed
+    meanwhile: the change is refused there instead."""
+    with fresh_database(stack) as conninfo:
+        conn, cur = seeded(conninfo)
+        conn.autocommit = False
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        refused(cur, "DELETE FROM sections WHERE id = 20", (),
+                psycopg2.errors.ForeignKeyViolation)
+        conn.rollback()
+        conn.close()
