@@ -4,12 +4,15 @@
  *
  * Its own producer (acks=all, idempotence), apart from the replies': a
  * topic that is slow or missing fills this producer's queue, never the one
- * replies wait on. A state is produced at once when the queue takes it;
- * otherwise, and after a failed delivery, it waits in `pending`, one entry
- * per section holding only its newest state, and the poller thread
- * produces it again. A state superseded by a newer version of its section
- * is dropped, never retried: readers keep the highest version they have
- * seen, and the newest state is the only one that matters.
+ * replies wait on. A section's newest state waits in its slot, pending,
+ * until the poller thread produces it, at most availability_interval_ms
+ * later (0: the committing thread produces it at once): a section changed
+ * by many batches in that interval costs one message, not one a batch,
+ * which is most of what this producer and the broker spend on it under
+ * load. A failed delivery makes the section pending again; a state
+ * superseded by a newer version is dropped, never retried: readers keep the
+ * highest version they have seen, and the newest state is the only one
+ * that matters.
  */
 #include "availability.h"
 
@@ -43,11 +46,14 @@ struct availability {
 	struct metrics *metrics;
 	rd_kafka_t *rk;
 	pthread_t poller;
-	int running;	      /* guarded by lock */
-	pthread_mutex_t lock; /* guards slots, running */
-	struct slot *slots;   /* open addressing by section id */
+	pthread_mutex_t lock; /* guards everything below */
+	int running;
+	struct slot *slots; /* open addressing by section id */
 	size_t slot_count, slot_cap;
-	int64_t retry_after_us;
+	int64_t *pending; /* sections whose slot is pending, each once */
+	size_t pending_count, pending_cap;
+	int64_t next_flush_us;
+	int64_t retry_after_us; /* after a failure, no produce before */
 	int64_t failure_logged_us;
 };
 
@@ -154,6 +160,55 @@ static int produce(struct availability *av, struct slot *slot)
 	return 0;
 }
 
+/* The section of slot is to be produced (again). Caller holds av->lock.
+ * 0, or -1 when out of memory (the state is lost: the section's next
+ * change supersedes it). */
+static int mark_pending(struct availability *av, struct slot *slot)
+{
+	if (slot->pending)
+		return 0;
+	if (av->pending_count == av->pending_cap) {
+		size_t cap = av->pending_cap ? av->pending_cap * 2 : 256;
+		int64_t *grown = realloc(av->pending, cap * sizeof(*grown));
+
+		if (!grown)
+			return -1;
+		av->pending = grown;
+		av->pending_cap = cap;
+	}
+	av->pending[av->pending_count++] = slot->state.section_id;
+	slot->pending = 1;
+	return 0;
+}
+
+/* Produce every pending section's newest state, unless a failure asked
+ * for a pause. What the producer will not take now stays pending. Caller
+ * holds av->lock. */
+static void flush(struct availability *av)
+{
+	size_t kept = 0;
+	int stopped = 0;
+
+	if (av->retry_after_us && clock_now_us() < av->retry_after_us)
+		return;
+	av->retry_after_us = 0;
+	for (size_t i = 0; i < av->pending_count; i++) {
+		struct slot *slot = slot_of(av, av->pending[i]);
+
+		if (!slot->used || !slot->pending)
+			continue;
+		if (!stopped && produce(av, slot) == 0)
+			continue;
+		if (!stopped) {
+			stopped = 1;
+			av->retry_after_us =
+			    clock_now_us() + 1000 * RETRY_PAUSE_MS;
+		}
+		av->pending[kept++] = av->pending[i];
+	}
+	av->pending_count = kept;
+}
+
 void availability_publish(struct availability *av,
 			  const struct section_state *states, size_t n)
 {
@@ -176,12 +231,13 @@ void availability_publish(struct availability *av,
 			av->slot_count++;
 		slot->used = 1;
 		slot->state = states[i];
-		slot->pending = 1;
-		/* Behind a failure, wait for the poller's next round. */
-		if (av->retry_after_us == 0 && produce(av, slot) != 0)
-			av->retry_after_us =
-			    clock_now_us() + 1000 * RETRY_PAUSE_MS;
+		if (mark_pending(av, slot) != 0)
+			log_warn("availability: out of memory; section %" PRId64
+				 " version %" PRId64 " not published",
+				 states[i].section_id, states[i].version);
 	}
+	if (av->cfg->availability_interval_ms == 0)
+		flush(av);
 	pthread_mutex_unlock(&av->lock);
 }
 
@@ -209,31 +265,25 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 	}
 	slot = slot_of(av, sent->section_id);
 	/* Superseded by a newer state: that one counts, not this. */
-	if (slot->used && slot->state.version == sent->version) {
-		slot->pending = 1;
-		if (av->retry_after_us == 0)
-			av->retry_after_us =
-			    clock_now_us() + 1000 * RETRY_PAUSE_MS;
-	}
+	if (slot->used && slot->state.version == sent->version &&
+	    mark_pending(av, slot) == 0 && av->retry_after_us == 0)
+		av->retry_after_us = clock_now_us() + 1000 * RETRY_PAUSE_MS;
 	pthread_mutex_unlock(&av->lock);
 	free(sent);
 }
 
-/* Produce what is pending, once its pause is over. */
+/* The poller's round: what is pending goes out once per interval, and a
+ * failed one once its pause is over. */
 static void run_pending(struct availability *av)
 {
-	pthread_mutex_lock(&av->lock);
-	if (av->retry_after_us && clock_now_us() >= av->retry_after_us) {
-		av->retry_after_us = 0;
-		for (size_t i = 0; i < av->slot_cap; i++) {
-			struct slot *slot = &av->slots[i];
+	int64_t now = clock_now_us();
 
-			if (slot->used && slot->pending && produce(av, slot)) {
-				av->retry_after_us =
-				    clock_now_us() + 1000 * RETRY_PAUSE_MS;
-				break;
-			}
-		}
+	pthread_mutex_lock(&av->lock);
+	if (now >= av->next_flush_us ||
+	    (av->retry_after_us && now >= av->retry_after_us)) {
+		flush(av);
+		av->next_flush_us =
+		    now + 1000 * (int64_t)av->cfg->availability_interval_ms;
 	}
 	pthread_mutex_unlock(&av->lock);
 }
@@ -252,8 +302,13 @@ static void *poller_main(void *arg)
 {
 	struct availability *av = arg;
 
+	int tick = av->cfg->availability_interval_ms;
+
+	/* Delivery reports and retries at least every 50 ms. */
+	if (tick <= 0 || tick > 50)
+		tick = 50;
 	while (is_running(av)) {
-		rd_kafka_poll(av->rk, 50);
+		rd_kafka_poll(av->rk, tick);
 		run_pending(av);
 	}
 	return NULL;
@@ -309,11 +364,10 @@ fail:
 
 static int pending_count(struct availability *av)
 {
-	int pending = 0;
+	int pending;
 
 	pthread_mutex_lock(&av->lock);
-	for (size_t i = 0; i < av->slot_cap; i++)
-		pending += av->slots[i].used && av->slots[i].pending;
+	pending = (int)av->pending_count;
 	pthread_mutex_unlock(&av->lock);
 	return pending;
 }
@@ -342,5 +396,6 @@ void availability_stop(struct availability *av, int timeout_ms)
 	rd_kafka_destroy(av->rk);
 	pthread_mutex_destroy(&av->lock);
 	free(av->slots);
+	free(av->pending);
 	free(av);
 }
