@@ -30,7 +30,7 @@ DAEMON_MODULES = config log request offsets job kafka metrics store reply \
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
 	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o
-UNIT_TESTS = test_request test_offsets test_config test_http_parse
+UNIT_TESTS = test_request test_offsets test_config test_http_parse test_job
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
 
 .PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \

@@ -188,7 +188,7 @@ kafka_stop() {
 
 create_topics() {
 	/usr/bin/python3 - "$TICKETD_BROKERS" "$request_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" \
-		"$reply_topic" 4 "$dlq_topic" 1 <<-'PY' || die "creating the topics failed"
+		"$reply_topic" 4 "$dlq_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" <<-'PY' || die "creating the topics failed"
 		import sys
 		from confluent_kafka.admin import AdminClient, NewTopic
 		brokers, specs = sys.argv[1], sys.argv[2:]

@@ -18,6 +18,7 @@ struct config {
 	char *request_topic;
 	char *reply_topic;
 	char *dead_letter_topic;
+	char *dead_letter_partition; /* "original" or "any" */
 	char *client_id;
 	struct config_properties consumer_properties;
 	struct config_properties producer_properties;

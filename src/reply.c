@@ -46,6 +46,7 @@ struct reply_producer {
 	struct retry *retries;
 	rd_kafka_topic_t
 	    *known[2]; /* reply and dead-letter topics, kept warm */
+	atomic_int warned_partitions; /* dead_letter_repartition said so */
 };
 
 static void put_be32(unsigned char *out, uint32_t v)
@@ -90,6 +91,60 @@ static int error_is_permanent(rd_kafka_resp_err_t err)
 	}
 }
 
+/*
+ * W3C trace context: a valid traceparent and the tracestate beside it go
+ * on with the reply, unchanged, so that a tracer sees one trace from the
+ * request to its answer. An invalid traceparent is dropped with its
+ * tracestate, as the W3C recommendation asks of a receiver.
+ */
+static void add_trace_context(rd_kafka_headers_t *hdrs, const struct job *job)
+{
+	static const char *const names[] = {"traceparent", "tracestate"};
+	const void *value;
+	size_t size;
+
+	if (!job->trace[0] || !job->headers)
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (rd_kafka_header_get_last(job->headers, names[i], &value,
+					     &size) ==
+			RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    value)
+			rd_kafka_header_add(hdrs, names[i], -1, value,
+					    (ssize_t)size);
+	}
+}
+
+/*
+ * The request's own headers, as Spring's DeadLetterPublishingRecoverer
+ * copies them: all of them, except the exception headers of an earlier
+ * dead-lettering (Spring strips those by default, so that the last
+ * failure's are the only ones). Earlier kafka_dlt-original-* headers stay;
+ * the ones added after them are the last, which is what Spring reads.
+ */
+static rd_kafka_headers_t *dead_letter_headers(const struct job *job)
+{
+	static const char exception_prefix[] = "kafka_dlt-exception-";
+	size_t count = job->headers ? rd_kafka_header_cnt(job->headers) : 0;
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(count + 10);
+	const char *name;
+	const void *value;
+	size_t size;
+
+	for (size_t i = 0; i < count; i++) {
+		if (rd_kafka_header_get_all(job->headers, i, &name, &value,
+					    &size) !=
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+		if (strncmp(name, exception_prefix,
+			    sizeof(exception_prefix) - 1) == 0)
+			continue;
+		rd_kafka_header_add(hdrs, name, -1, value,
+				    value ? (ssize_t)size : 0);
+	}
+	return hdrs;
+}
+
 /* Produce the reply of job to its reply address (or, reroute, to the
  * dead-letter topic because that address cannot take it). */
 static rd_kafka_resp_err_t produce_reply(struct reply_producer *rp,
@@ -101,13 +156,14 @@ static rd_kafka_resp_err_t produce_reply(struct reply_producer *rp,
 	int32_t partition = job->reply_topic[0] && job->reply_partition >= 0
 				? job->reply_partition
 				: RD_KAFKA_PARTITION_UA;
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(6);
 	rd_kafka_resp_err_t err;
 
 	if (job->correlation_id)
 		rd_kafka_header_add(hdrs, "kafka_correlationId", -1,
 				    job->correlation_id,
 				    (ssize_t)job->correlation_id_len);
+	add_trace_context(hdrs, job);
 	if (reroute) {
 		char message[512];
 
@@ -131,18 +187,41 @@ static rd_kafka_resp_err_t produce_reply(struct reply_producer *rp,
 	return err;
 }
 
+/*
+ * The dead-letter topic lacks the request's partition: say so once (the
+ * topic should have as many partitions as the request topic, as Spring's
+ * default resolver requires), and let the key pick one from now on for
+ * this job. Spring's send would fail instead; a dead letter that lands on
+ * another partition still says where it came from in its headers.
+ */
+static void dead_letter_repartition(struct reply_producer *rp, struct job *job)
+{
+	job->dead_letter_any_partition = 1;
+	if (atomic_exchange(&rp->warned_partitions, 1) == 0)
+		log_warn("dead-letter topic %s has no partition %d: dead "
+			 "letters from partitions it lacks go where their key "
+			 "puts them; give it at least as many partitions as "
+			 "%s, or set dead_letter_partition = \"any\"",
+			 rp->cfg->dead_letter_topic, (int)job->partition,
+			 job->topic);
+}
+
 static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 					       struct job *job)
 {
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(10);
+	rd_kafka_headers_t *hdrs = dead_letter_headers(job);
 	unsigned char partition[4], offset[8], timestamp[8];
 	char fqcn[64];
 	const char *code = request_error_code_name(job->error);
 	const char *message =
 	    job->dead_letter_reason ? job->dead_letter_reason : code;
 	size_t value_len = job->value_len;
+	int32_t target = RD_KAFKA_PARTITION_UA;
 	rd_kafka_resp_err_t err;
 
+	if (strcmp(rp->cfg->dead_letter_partition, "original") == 0 &&
+	    !job->dead_letter_any_partition)
+		target = job->partition;
 	put_be32(partition, (uint32_t)job->partition);
 	put_be64(offset, (uint64_t)job->offset);
 	put_be64(timestamp, (uint64_t)job->timestamp_ms);
@@ -155,16 +234,12 @@ static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-timestamp", -1, timestamp,
 			    8);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-timestamp-type", -1,
-			    "CreateTime", -1);
+			    job_timestamp_type_name(job->timestamp_type), -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-consumer-group", -1,
 			    rp->cfg->group_id, -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-exception-fqcn", -1, fqcn, -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-exception-message", -1, message,
 			    -1);
-	if (job->correlation_id)
-		rd_kafka_header_add(hdrs, "kafka_correlationId", -1,
-				    job->correlation_id,
-				    (ssize_t)job->correlation_id_len);
 	if (value_len > DEAD_LETTER_VALUE_MAX) {
 		/* Too large for the topic: the headers still say where the
 		 * original is. */
@@ -172,12 +247,23 @@ static rd_kafka_resp_err_t produce_dead_letter(struct reply_producer *rp,
 				    -1);
 		value_len = 0;
 	}
-	err = rd_kafka_producev(
-	    rp->rk, RD_KAFKA_V_TOPIC(rp->cfg->dead_letter_topic),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	    RD_KAFKA_V_KEY(job->key, job->key_len),
-	    RD_KAFKA_V_VALUE(value_len ? job->value : NULL, value_len),
-	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
+	for (;;) {
+		err = rd_kafka_producev(
+		    rp->rk, RD_KAFKA_V_TOPIC(rp->cfg->dead_letter_topic),
+		    RD_KAFKA_V_PARTITION(target),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_KEY(job->key, job->key_len),
+		    RD_KAFKA_V_VALUE(value_len ? job->value : NULL, value_len),
+		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(job),
+		    RD_KAFKA_V_END);
+		/* Known at once when the topic's metadata is; otherwise the
+		 * delivery report says it (on_delivery). */
+		if (err != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+		    target == RD_KAFKA_PARTITION_UA)
+			break;
+		dead_letter_repartition(rp, job);
+		target = RD_KAFKA_PARTITION_UA;
+	}
 	if (err)
 		rd_kafka_headers_destroy(hdrs);
 	return err;
@@ -190,9 +276,9 @@ static void retry_push(struct reply_producer *rp, struct job *job,
 
 	if (!r) {
 		log_error(
-		    "out of memory: reply for partition %d offset %lld is not "
-		    "retried; the request is redelivered after a restart",
-		    (int)job->partition, (long long)job->offset);
+		    "out of memory: reply for partition %d offset %lld%s is "
+		    "not retried; the request is redelivered after a restart",
+		    (int)job->partition, (long long)job->offset, job->trace);
 		job_finish(rp, job, 0);
 		return;
 	}
@@ -224,17 +310,26 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 		job_finish(rp, job, 0);
 		return;
 	}
+	if (dead_letter && rkm->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION &&
+	    !job->dead_letter_any_partition) {
+		dead_letter_repartition(rp, job);
+		retry_push(rp, job, 1, rkm->err);
+		return;
+	}
 	atomic_fetch_add(&rp->metrics->reply_failures, 1);
 	if (dead_letter && error_is_permanent(rkm->err)) {
-		log_error("dead-letter copy of partition %d offset %lld "
+		log_error("dead-letter copy of partition %d offset %lld%s "
 			  "undeliverable: %s; giving up on it",
 			  (int)job->partition, (long long)job->offset,
-			  rd_kafka_err2str(rkm->err));
+			  job->trace, rd_kafka_err2str(rkm->err));
 		job_finish(rp, job, 1);
 		return;
 	}
-	log_warn("delivery to %s failed: %s; trying again",
-		 rd_kafka_topic_name(rkm->rkt), rd_kafka_err2str(rkm->err));
+	log_warn("delivery to %s for partition %d offset %lld%s failed: %s; "
+		 "trying again",
+		 rd_kafka_topic_name(rkm->rkt), (int)job->partition,
+		 (long long)job->offset, job->trace,
+		 rd_kafka_err2str(rkm->err));
 	retry_push(rp, job, dead_letter, rkm->err);
 }
 
@@ -273,10 +368,10 @@ static void run_retries(struct reply_producer *rp)
 		if (err) {
 			if (r->reroute || r->dead_letter) {
 				log_error(
-				    "partition %d offset %lld: cannot produce "
-				    "to the dead-letter topic: %s",
+				    "partition %d offset %lld%s: cannot "
+				    "produce to the dead-letter topic: %s",
 				    (int)r->job->partition,
-				    (long long)r->job->offset,
+				    (long long)r->job->offset, r->job->trace,
 				    rd_kafka_err2str(err));
 				job_finish(rp, r->job, 1);
 			} else {

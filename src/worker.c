@@ -240,10 +240,12 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 		if (rc == STORE_RETRY || (rc == STORE_TOO_BIG && n == 1)) {
 			atomic_fetch_add(&m->batch_retries, 1);
 			if (rc == STORE_TOO_BIG && pause_ms == 1)
-				log_warn("worker %d: partition %d offset %lld "
-					 "waits for the database: %s",
-					 w->index, (int)jobs[0]->partition,
-					 (long long)jobs[0]->offset, errstr);
+				log_warn(
+				    "worker %d: partition %d offset %lld%s "
+				    "waits for the database: %s",
+				    w->index, (int)jobs[0]->partition,
+				    (long long)jobs[0]->offset, jobs[0]->trace,
+				    errstr);
 			else
 				log_debug("worker %d: batch of %zu retried: %s",
 					  w->index, n, errstr);
@@ -255,10 +257,11 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 		}
 		/* STORE_FAILED, or STORE_TOO_BIG for more than one */
 		if (rc == STORE_FAILED && n == 1) {
-			log_warn("worker %d: partition %d offset %lld refused "
-				 "by the database: %s",
+			log_warn("worker %d: partition %d offset %lld%s "
+				 "refused by the database: %s",
 				 w->index, (int)jobs[0]->partition,
-				 (long long)jobs[0]->offset, errstr);
+				 (long long)jobs[0]->offset, jobs[0]->trace,
+				 errstr);
 			refuse_in_database(jobs[0], reqs[0], errstr);
 			return 0;
 		}
@@ -310,9 +313,10 @@ static void parse_jobs(struct worker *w, size_t n)
 				     err.message) < 0)
 				job->dead_letter_reason = NULL;
 		}
-		log_debug("partition %d offset %lld: %s: %s",
+		log_debug("partition %d offset %lld%s: %s: %s",
 			  (int)job->partition, (long long)job->offset,
-			  request_error_code_name(err.code), err.message);
+			  job->trace, request_error_code_name(err.code),
+			  err.message);
 	}
 }
 
@@ -346,9 +350,11 @@ static void process_batch(struct worker *w, size_t n)
 
 		if (!job->reply_json) {
 			log_error(
-			    "partition %d offset %lld: out of memory building "
+			    "partition %d offset %lld%s: out of memory "
+			    "building "
 			    "the reply; it is redelivered after a restart",
-			    (int)job->partition, (long long)job->offset);
+			    (int)job->partition, (long long)job->offset,
+			    job->trace);
 			job_free(job);
 			continue;
 		}
