@@ -5,7 +5,8 @@
 #
 #   scripts/deps.sh [--no-kafka]
 #
-#   --no-kafka     skip the Kafka jars
+#   --no-kafka     skip the Kafka jars, the contract tools and the
+#                  examples' Maven artifacts
 #   KAFKA_LIBS=DIR use the Kafka jars already in DIR (nothing is fetched)
 #
 # The jars land in .cache/kafka-VERSION/libs; the file `complete` beside that
@@ -25,7 +26,13 @@ packages=(
 	# the local stack (scripts/stack.sh) and the system tests
 	postgresql kcat curl ca-certificates default-jre-headless maven
 	python3-pytest python3-psycopg2 python3-confluent-kafka python3-yaml
+	# the contract tests: schemas checked against live traffic, promtool
+	# for the alert rules, a venv for schemathesis (scripts/contract-tools.sh)
+	python3-jsonschema python3-venv prometheus
 )
+# node and npm run the AsyncAPI parser; a machine may have them from
+# elsewhere (a newer node), and Debian's npm would conflict with that.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 say() { echo "deps: $*"; }
 die() { echo "deps: $*" >&2; exit 1; }
@@ -54,8 +61,10 @@ install_packages() {
 	say "installing ${missing[*]}"
 	local log
 	log="$(mktemp)"
-	if ! { "${sudo[@]}" apt-get update -q &&
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	# Another install may hold the dpkg lock: wait for it (10 min).
+	if ! { "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get \
+			-o DPkg::Lock::Timeout=600 install -y -q \
 			--no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
 		tail -n 30 "$log" >&2
 		rm -f "$log"
@@ -120,6 +129,7 @@ main() {
 	else
 		fetch_kafka
 	fi
+	"$repo/scripts/contract-tools.sh"
 }
 
 main "$@"
