@@ -66,6 +66,42 @@ int http_parse_id(const char *s, int64_t *out)
 	return 0;
 }
 
+int http_customer_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s);
+
+	if (len < 1 || len > 254)
+		return 0;
+	while (*p) {
+		unsigned int c = *p, min;
+		int more;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			more = 1, c &= 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			more = 2, c &= 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			more = 3, c &= 0x07, min = 0x10000;
+		} else {
+			return 0;
+		}
+		for (p++; more > 0; more--, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return 0; /* also the terminating NUL */
+			c = (c << 6) | (*p & 0x3f);
+		}
+		/* No overlong forms, surrogates or code points past U+10FFFF.
+		 */
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return 0;
+	}
+	return 1;
+}
+
 int http_parse_limit(const char *s, int default_limit, int max_limit, int *out)
 {
 	int64_t v;
@@ -317,9 +353,10 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 		snprintf(section, sizeof(section), "%" PRId64, v);
 		params[1] = section;
 	}
-	if (customer && (strlen(customer) < 1 || strlen(customer) > 254))
-		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CUSTOMER",
-				     "customer must be 1 to 254 characters");
+	if (customer && !http_customer_valid(customer))
+		return respond_error(
+		    conn, MHD_HTTP_BAD_REQUEST, "BAD_CUSTOMER",
+		    "customer must be 1 to 254 bytes of UTF-8");
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
 		return ret;
 	return respond_view(http, conn, STORE_VIEW_BOOKINGS, params, "");

@@ -403,3 +403,13 @@ def test_flood_traffic_matches_the_schemas(stack):
     assert len(replies_seen) >= sent
     for reply in replies_seen:
         assert cc.reply_errors(reply) == [], reply
+
+
+def test_customer_filter_that_is_not_utf8_is_a_400(ticketd):
+    """Found while writing docs/openapi.yaml: such bytes reached PostgreSQL,
+    which refused them, and the endpoint answered 500."""
+    for query in ("customer=%FF", "customer=a%C3", "customer=%ED%A0%80"):
+        status, body = ticketd.http("/bookings?" + query)
+        assert status == 400 and json.loads(body)["error"]["code"] == "BAD_CUSTOMER", body
+    status, body = ticketd.http("/bookings?customer=J%C3%BCrgen")
+    assert status == 200 and json.loads(body)["bookings"] == []

@@ -218,6 +218,28 @@ static void test_limits(void **state)
 	assert_int_equal(http_parse_limit("4294967297", 50, 10000, &limit), -1);
 }
 
+static void test_customers(void **state)
+{
+	char long_name[300];
+
+	(void)state;
+	assert_true(http_customer_valid("alice@example.com"));
+	assert_true(
+	    http_customer_valid("J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x8e\xab"));
+	assert_false(http_customer_valid(""));
+	assert_false(http_customer_valid("\xff"));	   /* not UTF-8 */
+	assert_false(http_customer_valid("a\xc3"));	   /* cut short */
+	assert_false(http_customer_valid("\xc0\xaf"));	   /* overlong '/' */
+	assert_false(http_customer_valid("\xed\xa0\x80")); /* a surrogate */
+	assert_false(http_customer_valid("\xf4\x90\x80\x80")); /* > U+10FFFF */
+	memset(long_name, 'c', sizeof(long_name));
+	long_name[254] = '\0';
+	assert_true(http_customer_valid(long_name));
+	long_name[254] = 'c';
+	long_name[255] = '\0';
+	assert_false(http_customer_valid(long_name));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +248,7 @@ int main(void)
 	    cmocka_unit_test(test_overlong_id),
 	    cmocka_unit_test(test_ids),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_customers),
 	};
 
 	return cmocka_run_group_tests_name("http_parse", tests, NULL, NULL);
