@@ -113,6 +113,31 @@ fetch_kafka() {
 	exec 9>&-
 }
 
+# The Spring example's artifacts (spring-kafka and what it needs, and the
+# build plugins), fetched once into .cache/maven-examples, as the broker's
+# jars are; its test then builds it offline. The stamp is the pom's
+# checksum, so a changed pom fetches again.
+fetch_examples() {
+	local pom_ex="$repo/examples/spring/pom.xml" dir="$repo/.cache/maven-examples" sum log
+	sum="$(sha256sum "$pom_ex" | cut -d' ' -f1)"
+	if [[ -f $dir/complete && $(cat "$dir/complete") == "$sum" ]]; then
+		say "Spring example's artifacts present in $dir"
+		return 0
+	fi
+	mkdir -p "$dir"
+	exec 8>"$dir/.lock"
+	flock 8
+	say "fetching the Spring example's artifacts into $dir"
+	log="$dir/mvn.log"
+	mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$dir" -f "$pom_ex" \
+		package dependency:copy-dependencies -DoutputDirectory=target/lib >"$log" 2>&1 || {
+		tail -n 30 "$log" >&2
+		die "mvn could not fetch the Spring example's artifacts (full log: $log)"
+	}
+	echo "$sum" >"$dir/complete"
+	exec 8>&-
+}
+
 main() {
 	local kafka=1
 	case "${1:-}" in
@@ -130,6 +155,7 @@ main() {
 		fetch_kafka
 	fi
 	"$repo/scripts/contract-tools.sh"
+	fetch_examples
 }
 
 main "$@"
