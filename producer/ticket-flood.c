@@ -8,6 +8,7 @@
 #include "config.h"
 #include "kafka.h"
 #include "log.h"
+#include "outcome.h"
 #include "request.h"
 
 #include <getopt.h>
@@ -52,7 +53,7 @@ struct sent {
 	int64_t answered_us;
 	int answers;
 	enum request_type type;
-	enum reply_status status;
+	enum outcome_status status;
 	char error[32];
 	int quantity;
 	int64_t section_id;
@@ -769,9 +770,9 @@ static void handle_reply(struct flood *f, const rd_kafka_message_t *rkm)
 	f->answered++;
 	s->answered_us = now_us();
 	for (int i = 0; i < STATUS_COUNT; i++) {
-		if (strcmp(status, reply_status_name((enum reply_status)i)) ==
-		    0)
-			s->status = (enum reply_status)i;
+		if (strcmp(status,
+			   outcome_status_name((enum outcome_status)i)) == 0)
+			s->status = (enum outcome_status)i;
 	}
 	f->counts[s->status]++;
 	if (s->status == STATUS_REJECTED || s->status == STATUS_INVALID) {

@@ -13,6 +13,7 @@
  */
 #include "consumer.h"
 
+#include "clock.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
@@ -138,17 +139,6 @@ static size_t in_flight_of(struct consumer *c,
 	return n;
 }
 
-static void deadline_after(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* Wait for the listed partitions' work, or for all (parts NULL). */
 static int wait_done(struct consumer *c,
 		     const rd_kafka_topic_partition_list_t *parts,
@@ -157,7 +147,7 @@ static int wait_done(struct consumer *c,
 	struct timespec deadline;
 	int done;
 
-	deadline_after(&deadline, timeout_ms);
+	clock_deadline_in(&deadline, timeout_ms);
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		done = parts ? in_flight_of(c, parts) == 0 : c->in_flight == 0;
@@ -519,7 +509,7 @@ void consumer_close(struct consumer *c, int bound_ms)
 {
 	rd_kafka_queue_t *queue = rd_kafka_queue_new(c->rk);
 	rd_kafka_error_t *error;
-	int64_t deadline = job_now_us() / 1000 + bound_ms;
+	int64_t deadline = clock_now_us() / 1000 + bound_ms;
 	int closed = 0;
 
 	c->closing = 1;
@@ -540,7 +530,7 @@ void consumer_close(struct consumer *c, int bound_ms)
 			rd_kafka_error_destroy(error);
 	} else {
 		while (!(closed = rd_kafka_consumer_closed(c->rk)) &&
-		       job_now_us() / 1000 < deadline) {
+		       clock_now_us() / 1000 < deadline) {
 			rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 100);
 
 			if (ev &&

@@ -9,10 +9,11 @@
  */
 #include "http.h"
 
+#include "clock.h"
 #include "consumer.h"
 #include "log.h"
 #include "metrics.h"
-#include "store.h"
+#include "views.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -40,9 +41,9 @@ struct http_server {
 
 	pthread_mutex_t lock; /* guards idle */
 	pthread_cond_t returned;
-	struct store **idle; /* connections not in use */
+	struct pg **idle; /* connections not in use */
 	int idle_count;
-	int store_count;
+	int pg_count;
 };
 
 int http_parse_id(const char *s, int64_t *out)
@@ -164,13 +165,12 @@ enum http_route http_route_parse(const char *url, char *id, size_t id_size)
 
 /* ----------------------------------------------------- connection pool */
 
-static struct store *pool_take(struct http_server *http)
+static struct pg *pool_take(struct http_server *http)
 {
 	struct timespec deadline;
-	struct store *st = NULL;
+	struct pg *pg = NULL;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += HTTP_POOL_WAIT_MS / 1000;
+	clock_deadline_in(&deadline, HTTP_POOL_WAIT_MS);
 	pthread_mutex_lock(&http->lock);
 	while (http->idle_count == 0) {
 		if (pthread_cond_timedwait(&http->returned, &http->lock,
@@ -178,15 +178,15 @@ static struct store *pool_take(struct http_server *http)
 			break;
 	}
 	if (http->idle_count > 0)
-		st = http->idle[--http->idle_count];
+		pg = http->idle[--http->idle_count];
 	pthread_mutex_unlock(&http->lock);
-	return st;
+	return pg;
 }
 
-static void pool_give(struct http_server *http, struct store *st)
+static void pool_give(struct http_server *http, struct pg *pg)
 {
 	pthread_mutex_lock(&http->lock);
-	http->idle[http->idle_count++] = st;
+	http->idle[http->idle_count++] = pg;
 	pthread_cond_signal(&http->returned);
 	pthread_mutex_unlock(&http->lock);
 }
@@ -239,40 +239,37 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn,
 }
 
 static enum MHD_Result respond_view(struct http_server *http,
-				    struct MHD_Connection *conn,
-				    enum store_view view,
+				    struct MHD_Connection *conn, enum view view,
 				    const char *const *params,
 				    const char *not_found)
 {
-	struct store *st = pool_take(http);
+	struct pg *pg = pool_take(http);
 	char errstr[512];
 	char *json = NULL;
-	enum store_result rc;
+	enum pg_status rc;
 
-	if (!st)
+	if (!pg)
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
 				     "no database connection free");
-	if (!store_connected(st) &&
-	    store_connect(st, errstr, sizeof(errstr)) != 0) {
-		pool_give(http, st);
+	if (!pg_connected(pg) && pg_connect(pg, errstr, sizeof(errstr)) != 0) {
+		pool_give(http, pg);
 		log_debug("http: %s", errstr);
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
 				     "DATABASE_UNAVAILABLE",
 				     "the database cannot be reached");
 	}
-	rc = store_view(st, view, params, &json, errstr, sizeof(errstr));
+	rc = views_run(pg, view, params, &json, errstr, sizeof(errstr));
 	/* A pooled connection may have died while idle (the server
 	 * restarted): one fresh try before saying 503. */
-	if (rc == STORE_DISCONNECTED &&
-	    store_connect(st, errstr, sizeof(errstr)) == 0)
-		rc =
-		    store_view(st, view, params, &json, errstr, sizeof(errstr));
-	pool_give(http, st);
-	if (rc == STORE_DISCONNECTED)
+	if (rc == PG_DISCONNECTED &&
+	    pg_connect(pg, errstr, sizeof(errstr)) == 0)
+		rc = views_run(pg, view, params, &json, errstr, sizeof(errstr));
+	pool_give(http, pg);
+	if (rc == PG_DISCONNECTED)
 		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
 				     "DATABASE_UNAVAILABLE",
 				     "the database cannot be reached");
-	if (rc != STORE_OK) {
+	if (rc != PG_OK) {
 		log_warn("http: %s", errstr);
 		return respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
 				     "INTERNAL", "the query failed");
@@ -325,7 +322,7 @@ static enum MHD_Result serve_events(struct http_server *http,
 
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
 		return ret;
-	return respond_view(http, conn, STORE_VIEW_EVENTS, params, "");
+	return respond_view(http, conn, VIEW_EVENTS, params, "");
 }
 
 static enum MHD_Result serve_bookings(struct http_server *http,
@@ -359,26 +356,26 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 		    "customer must be 1 to 254 bytes of UTF-8");
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
 		return ret;
-	return respond_view(http, conn, STORE_VIEW_BOOKINGS, params, "");
+	return respond_view(http, conn, VIEW_BOOKINGS, params, "");
 }
 
 static enum MHD_Result serve_readyz(struct http_server *http,
 				    struct MHD_Connection *conn)
 {
-	struct store *st = pool_take(http);
+	struct pg *pg = pool_take(http);
 	int database = 0, consumer = consumer_ready(http->consumer);
 	int workers = worker_pool_db_ready(http->pool);
 	char errstr[512];
 	char *body = NULL;
 
-	if (st) {
-		if (!store_connected(st) &&
-		    store_connect(st, errstr, sizeof(errstr)) != 0)
+	if (pg) {
+		if (!pg_connected(pg) &&
+		    pg_connect(pg, errstr, sizeof(errstr)) != 0)
 			log_debug("readyz: %s", errstr);
-		database = store_ping(st);
-		if (!database && store_connect(st, errstr, sizeof(errstr)) == 0)
-			database = store_ping(st);
-		pool_give(http, st);
+		database = pg_ping(pg);
+		if (!database && pg_connect(pg, errstr, sizeof(errstr)) == 0)
+			database = pg_ping(pg);
+		pool_give(http, pg);
 	}
 	if (asprintf(
 		&body,
@@ -445,12 +442,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			    "the id must be a positive integer");
 		snprintf(id, sizeof(id), "%" PRId64, v);
 		if (route == HTTP_ROUTE_EVENT)
-			return respond_view(http, conn, STORE_VIEW_EVENT,
-					    params, "no such event");
+			return respond_view(http, conn, VIEW_EVENT, params,
+					    "no such event");
 		if (route == HTTP_ROUTE_BOOKING)
-			return respond_view(http, conn, STORE_VIEW_BOOKING,
-					    params, "no such booking");
-		return respond_view(http, conn, STORE_VIEW_HOLD, params,
+			return respond_view(http, conn, VIEW_BOOKING, params,
+					    "no such booking");
+		return respond_view(http, conn, VIEW_HOLD, params,
 				    "no such hold");
 	case HTTP_ROUTE_REQUEST:
 		if (!request_id_valid(id, strlen(id)))
@@ -458,7 +455,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 					     "BAD_ID",
 					     "a request_id is 1 to 128 "
 					     "characters of [A-Za-z0-9._:-]");
-		return respond_view(http, conn, STORE_VIEW_REQUEST, params,
+		return respond_view(http, conn, VIEW_REQUEST, params,
 				    "no such request");
 	case HTTP_ROUTE_HEALTHZ:
 		return respond_json(conn, MHD_HTTP_OK,
@@ -489,7 +486,6 @@ int http_start(struct http_server **out, const struct config *cfg,
 	       struct worker_pool *pool, char *errstr, size_t errstr_size)
 {
 	struct http_server *http = calloc(1, sizeof(*http));
-	struct store_limits limits = {0};
 	struct sockaddr_in addr;
 	const union MHD_DaemonInfo *info;
 
@@ -522,14 +518,14 @@ int http_start(struct http_server **out, const struct config *cfg,
 		goto fail;
 	}
 	for (int i = 0; i < cfg->http_pool_size; i++) {
-		struct store *st = store_new(cfg->pg_conninfo, &limits);
+		struct pg *pg = views_pg_new(cfg->pg_conninfo);
 
-		if (!st) {
+		if (!pg) {
 			snprintf(errstr, errstr_size, "out of memory");
 			goto fail;
 		}
-		http->idle[http->idle_count++] = st;
-		http->store_count++;
+		http->idle[http->idle_count++] = pg;
+		http->pg_count++;
 	}
 	http->daemon = MHD_start_daemon(
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
@@ -565,9 +561,9 @@ void http_stop(struct http_server *http)
 	if (http->daemon)
 		MHD_stop_daemon(http->daemon);
 	for (int i = 0; i < http->idle_count; i++)
-		store_free(http->idle[i]);
+		pg_free(http->idle[i]);
 	free(http->idle);
-	if (http->store_count) {
+	if (http->pg_count) {
 		pthread_mutex_destroy(&http->lock);
 		pthread_cond_destroy(&http->returned);
 	}

@@ -4,20 +4,12 @@
  */
 #include "job.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-int64_t job_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void *copy_bytes(const void *data, size_t len)
 {
@@ -140,7 +132,8 @@ struct job *job_from_message(const rd_kafka_message_t *rkm, const char *topic)
 	job->timestamp_ms = rd_kafka_message_timestamp(rkm, &tstype);
 	job->timestamp_type = tstype;
 	job->reply_partition = -1;
-	job->received_us = job_now_us();
+	job->received_us = clock_now_us();
+	job->outcome = OUTCOME_BLANK;
 	atomic_init(&job->pending_deliveries, 0);
 	if (rkm->key) {
 		job->key = copy_bytes(rkm->key, rkm->key_len);
@@ -171,7 +164,7 @@ void job_free(struct job *job)
 	free(job->key);
 	free(job->value);
 	free(job->correlation_id);
-	free(job->reply_json);
+	outcome_clear(&job->outcome);
 	free(job->dead_letter_reason);
 	free(job);
 }

@@ -3,13 +3,14 @@
  * consumer thread through a worker to the reply producer.
  *
  * Ownership: the consumer creates a job (job_from_message) and hands it to
- * a worker queue; the worker hands it to the reply producer; the delivery
- * report of its last reply hands it back to the consumer, which marks its
- * offset done and job_free()s it.
+ * a worker queue; the worker hands it to the publisher; the delivery
+ * report of its last message hands it back to the consumer, which marks
+ * its offset done and job_free()s it.
  */
 #ifndef TICKETD_JOB_H
 #define TICKETD_JOB_H
 
+#include "outcome.h"
 #include "request.h"
 
 #include <librdkafka/rdkafka.h>
@@ -19,6 +20,16 @@
 
 /* A version-00 W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>. */
 #define JOB_TRACEPARENT_LEN 55
+
+struct job;
+
+/* One message the publisher produces for a job (its reply, or the
+ * dead-letter copy of its request): what the delivery report gets back. */
+struct job_message {
+	struct job *job;
+	int kind;   /* the publisher's: which message this is */
+	int reason; /* the publisher's: why it was rerouted, if it was */
+};
 
 struct job {
 	struct job *next; /* worker queue link */
@@ -54,17 +65,15 @@ struct job {
 	int64_t received_us;
 
 	/* Set by the worker. The parsed request itself lives in the worker's
-	 * batch, not here: a queued job stays small. */
+	 * batch, not here. */
 	int valid;
 	int type; /* enum request_type, or REQUEST_TYPE_COUNT when unknown */
-	enum reply_status status;
-	enum request_error_code error;
-	char *reply_json;
+	struct outcome outcome; /* with its reply text once decided */
 	int dead_letter; /* copy the message to the dead-letter topic too */
 	char *dead_letter_reason; /* "CODE: message", with dead_letter */
-	/* The dead-letter topic has no partition of the request's number:
-	 * the copy goes where its key puts it (reply producer only). */
-	int dead_letter_any_partition;
+
+	/* Set by the publisher. */
+	struct job_message reply_message, dead_letter_message;
 	atomic_int pending_deliveries;
 };
 
@@ -88,8 +97,5 @@ const char *job_timestamp_type_name(rd_kafka_timestamp_type_t type);
 
 /* Free job and everything it owns. */
 void job_free(struct job *job);
-
-/* Monotonic microseconds, for latencies. */
-int64_t job_now_us(void);
 
 #endif

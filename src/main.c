@@ -5,7 +5,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reaper.h"
-#include "reply.h"
+#include "publisher.h"
 #include "worker.h"
 
 #include <getopt.h>
@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 	struct config cfg;
 	struct metrics metrics;
 	struct consumer *consumer = NULL;
-	struct reply_producer *rp = NULL;
+	struct publisher *pub = NULL;
 	struct worker_pool *pool = NULL;
 	struct reaper *reaper = NULL;
 	struct http_server *http = NULL;
@@ -120,9 +120,9 @@ int main(int argc, char **argv)
 
 	if (consumer_start(&consumer, &cfg, &metrics, errstr, sizeof(errstr)) !=
 		0 ||
-	    reply_start(&rp, &cfg, &metrics, consumer_job_done, consumer,
-			errstr, sizeof(errstr)) != 0 ||
-	    worker_pool_start(&pool, &cfg, rp, &metrics, errstr,
+	    publisher_start(&pub, &cfg, &metrics, consumer_job_done, consumer,
+			    errstr, sizeof(errstr)) != 0 ||
+	    worker_pool_start(&pool, &cfg, pub, &metrics, errstr,
 			      sizeof(errstr)) != 0 ||
 	    reaper_start(&reaper, &cfg, &metrics, errstr, sizeof(errstr)) !=
 		0 ||
@@ -148,7 +148,7 @@ int main(int argc, char **argv)
 		log_warn("drain timed out; unfinished requests are redelivered "
 			 "after restart and run at most once");
 	worker_pool_stop(pool);
-	reply_stop(rp, drained ? 5000 : 1000);
+	publisher_stop(pub, drained ? 5000 : 1000);
 	http_stop(http);
 	reaper_stop(reaper);
 	consumer_close(consumer, CONSUMER_CLOSE_MS);

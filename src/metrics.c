@@ -4,6 +4,8 @@
  */
 #include "metrics.h"
 
+#include "buf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +38,7 @@ void histogram_observe(struct histogram *h, double value)
 }
 
 void metrics_count_request(struct metrics *m, int type,
-			   enum reply_status status)
+			   enum outcome_status status)
 {
 	if (type < 0 || type > REQUEST_TYPE_COUNT)
 		type = REQUEST_TYPE_COUNT;
@@ -45,100 +47,57 @@ void metrics_count_request(struct metrics *m, int type,
 	atomic_fetch_add(&m->requests[type][status], 1);
 }
 
-/* A growing text buffer; oom sticks. */
-struct text {
-	char *buf;
-	size_t len, cap;
-	int oom;
-};
-
-static void text_printf(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->oom)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(t->buf ? t->buf + t->len : NULL,
-			      t->buf ? t->cap - t->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			t->oom = 1;
-			return;
-		}
-		if (t->buf && t->len + (size_t)n < t->cap) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t cap = t->cap ? t->cap * 2 : 8192;
-		while (cap < t->len + (size_t)n + 1)
-			cap *= 2;
-		char *grown = realloc(t->buf, cap);
-		if (!grown) {
-			t->oom = 1;
-			return;
-		}
-		t->buf = grown;
-		t->cap = cap;
-	}
-}
-
-static void counter(struct text *t, const char *name, const char *help,
+static void counter(struct buf *t, const char *name, const char *help,
 		    unsigned long long value)
 {
-	text_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help,
-		    name, name, value);
+	buf_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help,
+		   name, name, value);
 }
 
-static void gauge(struct text *t, const char *name, const char *help,
+static void gauge(struct buf *t, const char *name, const char *help,
 		  long long value)
 {
-	text_printf(t, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help,
-		    name, name, value);
+	buf_printf(t, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help,
+		   name, name, value);
 }
 
-static void histogram(struct text *t, const char *name, const char *help,
+static void histogram(struct buf *t, const char *name, const char *help,
 		      struct histogram *h)
 {
 	unsigned long long cumulative = 0;
 
-	text_printf(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	buf_printf(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
 	for (int i = 0; i <= METRICS_BUCKETS; i++) {
 		cumulative += atomic_load(&h->counts[i]);
 		if (i < METRICS_BUCKETS)
-			text_printf(t, "%s_bucket{le=\"%g\"} %llu\n", name,
-				    h->bounds[i], cumulative);
+			buf_printf(t, "%s_bucket{le=\"%g\"} %llu\n", name,
+				   h->bounds[i], cumulative);
 		else
-			text_printf(t, "%s_bucket{le=\"+Inf\"} %llu\n", name,
-				    cumulative);
+			buf_printf(t, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+				   cumulative);
 	}
-	text_printf(t, "%s_sum %.6f\n%s_count %llu\n", name,
-		    (double)atomic_load(&h->sum_micros) / 1000000.0, name,
-		    cumulative);
+	buf_printf(t, "%s_sum %.6f\n%s_count %llu\n", name,
+		   (double)atomic_load(&h->sum_micros) / 1000000.0, name,
+		   cumulative);
 }
 
 char *metrics_render(struct metrics *m)
 {
-	struct text t = {0};
+	struct buf t = BUF_INIT;
 
-	text_printf(&t, "# HELP ticketd_requests_total Requests answered, by "
-			"type and status.\n"
-			"# TYPE ticketd_requests_total counter\n");
+	buf_printf(&t, "# HELP ticketd_requests_total Requests answered, by "
+		       "type and status.\n"
+		       "# TYPE ticketd_requests_total counter\n");
 	for (int type = 0; type <= REQUEST_TYPE_COUNT; type++) {
 		for (int status = 0; status < STATUS_COUNT; status++) {
-			text_printf(
+			buf_printf(
 			    &t,
 			    "ticketd_requests_total{type=\"%s\",status=\"%s\"} "
 			    "%llu\n",
 			    type < REQUEST_TYPE_COUNT
 				? request_type_name((enum request_type)type)
 				: "unknown",
-			    reply_status_name((enum reply_status)status),
+			    outcome_status_name((enum outcome_status)status),
 			    atomic_load(&m->requests[type][status]));
 		}
 	}
@@ -154,6 +113,11 @@ char *metrics_render(struct metrics *m)
 	counter(&t, "ticketd_batch_splits_total",
 		"Batches split to isolate a request the database refused.",
 		atomic_load(&m->batch_splits));
+	counter(&t, "ticketd_local_failures_total",
+		"Batches and replies that failed in ticketd itself (out of "
+		"memory, a stored record that does not parse) and wait to run "
+		"again.",
+		atomic_load(&m->local_failures));
 	counter(&t, "ticketd_db_reconnects_total",
 		"Worker reconnections to PostgreSQL.",
 		atomic_load(&m->db_reconnects));
@@ -197,9 +161,5 @@ char *metrics_render(struct metrics *m)
 	gauge(&t, "ticketd_workers_db_down",
 	      "Workers without a PostgreSQL connection.",
 	      atomic_load(&m->workers_db_down));
-	if (t.oom) {
-		free(t.buf);
-		return NULL;
-	}
-	return t.buf;
+	return buf_take(&t);
 }

@@ -5,6 +5,7 @@
 #ifndef TICKETD_METRICS_H
 #define TICKETD_METRICS_H
 
+#include "outcome.h"
 #include "request.h"
 
 #include <stdatomic.h>
@@ -25,6 +26,7 @@ struct metrics {
 	atomic_ullong dead_lettered;
 	atomic_ullong batch_retries;
 	atomic_ullong batch_splits;
+	atomic_ullong local_failures;
 	atomic_ullong db_reconnects;
 	atomic_ullong reply_failures;
 	atomic_ullong holds_reaped;
@@ -46,7 +48,7 @@ void metrics_init(struct metrics *m);
 void histogram_observe(struct histogram *h, double value);
 
 void metrics_count_request(struct metrics *m, int type,
-			   enum reply_status status);
+			   enum outcome_status status);
 
 /*
  * The Prometheus text exposition, heap-allocated (caller frees), or NULL

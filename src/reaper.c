@@ -5,10 +5,11 @@
  */
 #include "reaper.h"
 
-#include "job.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
-#include "store.h"
+#include "pg.h"
+#include "pgarray.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,10 +18,46 @@
 #include <string.h>
 #include <time.h>
 
+/* The reaper's statements. */
+enum reap_statement {
+	REAP_CANDIDATES,
+	REAP_LOCK_SECTIONS,
+	REAP_EXPIRE,
+	REAP_COUNT,
+};
+
+static const struct pg_statement reap_statements[REAP_COUNT] = {
+    [REAP_CANDIDATES] = {"reap_candidates", 1,
+			 "SELECT DISTINCT section_id FROM ("
+			 " SELECT section_id FROM holds"
+			 " WHERE status = 'active' AND expires_at <= now()"
+			 " ORDER BY expires_at LIMIT $1::int) due",
+			 1},
+    [REAP_LOCK_SECTIONS] = {"reap_lock_sections", 1,
+			    "SELECT id FROM sections "
+			    "WHERE id = ANY($1::bigint[]) "
+			    "ORDER BY id FOR UPDATE SKIP LOCKED"},
+    [REAP_EXPIRE] =
+	{"reap_expire", 1,
+	 "WITH expired AS ("
+	 " UPDATE holds SET status = 'expired', ended_at = now()"
+	 " WHERE section_id = ANY($1::bigint[]) AND status = 'active'"
+	 " AND expires_at <= now()"
+	 " RETURNING section_id, quantity),"
+	 " returned AS ("
+	 " SELECT section_id, sum(quantity)::int AS seats"
+	 " FROM expired GROUP BY section_id),"
+	 " updated AS ("
+	 " UPDATE sections s SET remaining = s.remaining + r.seats"
+	 " FROM returned r WHERE s.id = r.section_id RETURNING s.id) "
+	 "SELECT count(*) FROM expired",
+	 1},
+};
+
 struct reaper {
 	const struct config *cfg;
 	struct metrics *metrics;
-	struct store *st;
+	struct pg *pg;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -33,13 +70,7 @@ static int pause_or_stop(struct reaper *r, int ms)
 	struct timespec deadline;
 	int stopping;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	clock_deadline_in(&deadline, ms);
 	pthread_mutex_lock(&r->lock);
 	while (!r->stopping && pthread_cond_timedwait(&r->wake, &r->lock,
 						      &deadline) != ETIMEDOUT)
@@ -47,6 +78,81 @@ static int pause_or_stop(struct reaper *r, int ms)
 	stopping = r->stopping;
 	pthread_mutex_unlock(&r->lock);
 	return stopping;
+}
+
+/*
+ * One transaction: expire up to batch_max holds whose time is up,
+ * returning their seats, skipping sections another transaction has
+ * locked. *reaped is how many holds ended.
+ */
+static enum pg_status reap_once(struct pg *pg, int batch_max, int *reaped,
+				char *errstr, size_t errstr_size)
+{
+	struct pgarray ids = PGARRAY_INIT, locked = PGARRAY_INIT;
+	char limit[24];
+	const char *params[1];
+	PGresult *res = NULL;
+	enum pg_status rc;
+
+	*reaped = 0;
+	if (!pg_connected(pg)) {
+		snprintf(errstr, errstr_size, "not connected");
+		return PG_DISCONNECTED;
+	}
+	rc = pg_command(pg, "BEGIN", errstr, errstr_size);
+	if (rc != PG_OK)
+		return rc;
+	snprintf(limit, sizeof(limit), "%d", batch_max);
+	params[0] = limit;
+	rc = pg_run(pg, REAP_CANDIDATES, params, &res, errstr, errstr_size);
+	if (rc != PG_OK)
+		goto fail;
+	for (int r = 0; r < PQntuples(res); r++)
+		pgarray_int(&ids, pg_int(res, r, 0));
+	PQclear(res);
+	res = NULL;
+	if (ids.count == 0)
+		goto commit;
+
+	/* Sections first, as the workers lock them: no deadlock. A section
+	 * a worker holds is skipped; the worker reclaims its expired holds
+	 * itself when it needs the seats. */
+	params[0] = pgarray_done(&ids);
+	if (!params[0])
+		goto oom;
+	rc = pg_run(pg, REAP_LOCK_SECTIONS, params, &res, errstr, errstr_size);
+	if (rc != PG_OK)
+		goto fail;
+	for (int r = 0; r < PQntuples(res); r++)
+		pgarray_int(&locked, pg_int(res, r, 0));
+	PQclear(res);
+	res = NULL;
+	if (locked.count == 0)
+		goto commit;
+	params[0] = pgarray_done(&locked);
+	if (!params[0])
+		goto oom;
+	rc = pg_run(pg, REAP_EXPIRE, params, &res, errstr, errstr_size);
+	if (rc != PG_OK)
+		goto fail;
+	*reaped = (int)pg_int(res, 0, 0);
+	PQclear(res);
+	res = NULL;
+commit:
+	rc = pg_command(pg, "COMMIT", errstr, errstr_size);
+	if (rc != PG_OK)
+		*reaped = 0;
+	pgarray_free(&ids);
+	pgarray_free(&locked);
+	return rc;
+oom:
+	snprintf(errstr, errstr_size, "out of memory");
+	rc = PG_LOCAL;
+fail:
+	pg_rollback(pg);
+	pgarray_free(&ids);
+	pgarray_free(&locked);
+	return rc;
 }
 
 static void *reaper_main(void *arg)
@@ -57,10 +163,10 @@ static void *reaper_main(void *arg)
 
 	while (!pause_or_stop(r, r->cfg->reaper_interval_ms)) {
 		int reaped;
-		enum store_result rc;
+		enum pg_status rc;
 
-		if (!store_connected(r->st) &&
-		    store_connect(r->st, errstr, sizeof(errstr)) != 0) {
+		if (!pg_connected(r->pg) &&
+		    pg_connect(r->pg, errstr, sizeof(errstr)) != 0) {
 			if (!down)
 				log_warn("reaper: %s", errstr);
 			down = 1;
@@ -69,17 +175,16 @@ static void *reaper_main(void *arg)
 		down = 0;
 		/* A full batch means more may be due: go again at once. */
 		do {
-			rc = store_reap_expired_holds(
-			    r->st, r->cfg->reaper_batch, &reaped, errstr,
-			    sizeof(errstr));
-			if (rc == STORE_OK && reaped > 0) {
+			rc = reap_once(r->pg, r->cfg->reaper_batch, &reaped,
+				       errstr, sizeof(errstr));
+			if (rc == PG_OK && reaped > 0) {
 				atomic_fetch_add(&r->metrics->holds_reaped,
 						 (unsigned long long)reaped);
 				log_debug("reaper: %d expired holds ended",
 					  reaped);
 			}
-		} while (rc == STORE_OK && reaped >= r->cfg->reaper_batch);
-		if (rc != STORE_OK && rc != STORE_RETRY)
+		} while (rc == PG_OK && reaped >= r->cfg->reaper_batch);
+		if (rc != PG_OK && rc != PG_RETRY)
 			log_warn("reaper: %s", errstr);
 	}
 	return NULL;
@@ -89,7 +194,6 @@ int reaper_start(struct reaper **out, const struct config *cfg,
 		 struct metrics *metrics, char *errstr, size_t errstr_size)
 {
 	struct reaper *r = calloc(1, sizeof(*r));
-	struct store_limits limits = {0};
 
 	if (!r) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -97,8 +201,8 @@ int reaper_start(struct reaper **out, const struct config *cfg,
 	}
 	r->cfg = cfg;
 	r->metrics = metrics;
-	r->st = store_new(cfg->pg_conninfo, &limits);
-	if (!r->st) {
+	r->pg = pg_new(cfg->pg_conninfo, reap_statements, REAP_COUNT);
+	if (!r->pg) {
 		snprintf(errstr, errstr_size, "out of memory");
 		free(r);
 		return -1;
@@ -108,7 +212,7 @@ int reaper_start(struct reaper **out, const struct config *cfg,
 	if (pthread_create(&r->thread, NULL, reaper_main, r) != 0) {
 		snprintf(errstr, errstr_size, "cannot start the reaper: %s",
 			 strerror(errno));
-		store_free(r->st);
+		pg_free(r->pg);
 		pthread_mutex_destroy(&r->lock);
 		pthread_cond_destroy(&r->wake);
 		free(r);
@@ -125,7 +229,7 @@ void reaper_stop(struct reaper *r)
 	pthread_cond_signal(&r->wake);
 	pthread_mutex_unlock(&r->lock);
 	pthread_join(r->thread, NULL);
-	store_free(r->st);
+	pg_free(r->pg);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->wake);
 	free(r);

@@ -1,6 +1,6 @@
 /*
- * request: booking request messages, JSON to struct, and replies, struct to
- * JSON. No I/O: unit-tested and fuzzed on its own.
+ * request: booking request messages, JSON to struct, validated. No I/O:
+ * unit-tested and fuzzed on its own (outcome.c writes the replies).
  */
 #include "request.h"
 
@@ -41,12 +41,6 @@ static const char *const error_names[ERROR_CODE_COUNT] = {
     [ERROR_MESSAGE_TOO_LARGE] = "MESSAGE_TOO_LARGE",
 };
 
-static const char *const status_names[STATUS_COUNT] = {
-    [STATUS_OK] = "ok",		  [STATUS_CONFIRMED] = "confirmed",
-    [STATUS_HELD] = "held",	  [STATUS_REJECTED] = "rejected",
-    [STATUS_INVALID] = "invalid",
-};
-
 const char *request_type_name(enum request_type type)
 {
 	return type < REQUEST_TYPE_COUNT ? type_names[type] : "unknown";
@@ -55,24 +49,6 @@ const char *request_type_name(enum request_type type)
 const char *request_error_code_name(enum request_error_code code)
 {
 	return code < ERROR_CODE_COUNT ? error_names[code] : "UNKNOWN";
-}
-
-const char *reply_status_name(enum reply_status status)
-{
-	return status < STATUS_COUNT ? status_names[status] : "unknown";
-}
-
-enum reply_status request_error_status(enum request_error_code code)
-{
-	switch (code) {
-	case ERROR_MALFORMED_JSON:
-	case ERROR_INVALID_FIELD:
-	case ERROR_UNKNOWN_TYPE:
-	case ERROR_MESSAGE_TOO_LARGE:
-		return STATUS_INVALID;
-	default:
-		return STATUS_REJECTED;
-	}
 }
 
 static int id_char(char c)
@@ -595,201 +571,4 @@ void request_free(struct request *req)
 	req->section_count = 0;
 	free(req->fingerprint);
 	req->fingerprint = NULL;
-}
-
-void reply_set_error(struct reply *reply, enum request_error_code code,
-		     const char *fmt, ...)
-{
-	va_list ap;
-
-	reply->status = request_error_status(code);
-	reply->error = code;
-	va_start(ap, fmt);
-	vsnprintf(reply->message, sizeof(reply->message), fmt, ap);
-	va_end(ap);
-}
-
-void reply_free(struct reply *reply)
-{
-	free(reply->section_ids);
-	reply->section_ids = NULL;
-	reply->section_count = 0;
-}
-
-/*
- * The reply text is written directly, not through jansson: a batch renders
- * hundreds of them, and a json_t tree per reply cost several times the
- * writing. Every string goes through text_string, which keeps the output
- * valid JSON whatever bytes it is given.
- */
-struct text {
-	char *buf;
-	size_t len, cap;
-	int empty;  /* the innermost open object has no member yet */
-	int failed; /* out of memory: the text is dropped at the end */
-};
-
-static void text_add(struct text *t, const char *s, size_t n)
-{
-	if (t->failed)
-		return;
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = t->cap ? t->cap : 256;
-		char *grown;
-
-		while (t->len + n + 1 > cap)
-			cap *= 2;
-		grown = realloc(t->buf, cap);
-		if (!grown) {
-			t->failed = 1;
-			return;
-		}
-		t->buf = grown;
-		t->cap = cap;
-	}
-	memcpy(t->buf + t->len, s, n);
-	t->len += n;
-	t->buf[t->len] = '\0';
-}
-
-static void text_raw(struct text *t, const char *s)
-{
-	text_add(t, s, strlen(s));
-}
-
-/* A JSON string: printable ASCII, quote and backslash escaped; any other
- * byte (control, DEL, non-ASCII) becomes '?'. */
-static void text_string(struct text *t, const char *s)
-{
-	text_add(t, "\"", 1);
-	for (const char *run = s;; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-			continue;
-		text_add(t, run, (size_t)(s - run));
-		if (c == '\0')
-			break;
-		if (c == '"' || c == '\\') {
-			char escaped[2] = {'\\', (char)c};
-
-			text_add(t, escaped, 2);
-		} else {
-			text_add(t, "?", 1);
-		}
-		run = s + 1;
-	}
-	text_add(t, "\"", 1);
-}
-
-/* { or [: what follows is the first member or element. */
-static void text_open(struct text *t, const char *bracket)
-{
-	text_raw(t, bracket);
-	t->empty = 1;
-}
-
-/* } or ]: the object or array was a value of the one around it. */
-static void text_close(struct text *t, const char *bracket)
-{
-	text_raw(t, bracket);
-	t->empty = 0;
-}
-
-/* "name": after a comma unless it is the object's first member. */
-static void text_member(struct text *t, const char *name)
-{
-	if (!t->empty)
-		text_add(t, ",", 1);
-	t->empty = 0;
-	text_string(t, name);
-	text_add(t, ":", 1);
-}
-
-static void text_integer(struct text *t, int64_t value)
-{
-	char digits[24];
-	int n = snprintf(digits, sizeof(digits), "%" PRId64, value);
-
-	text_add(t, digits, (size_t)n);
-}
-
-static void text_member_string(struct text *t, const char *name,
-			       const char *value)
-{
-	text_member(t, name);
-	text_string(t, value);
-}
-
-static void text_member_integer(struct text *t, const char *name, int64_t value)
-{
-	text_member(t, name);
-	text_integer(t, value);
-}
-
-char *reply_to_json(const char *request_id, const char *type_name,
-		    const struct reply *reply)
-{
-	struct text t = {0};
-
-	text_open(&t, "{");
-	if (request_id && request_id[0])
-		text_member_string(&t, "request_id", request_id);
-	if (type_name && type_name[0])
-		text_member_string(&t, "type", type_name);
-	text_member_string(&t, "status", reply_status_name(reply->status));
-	if (reply->error != ERROR_NONE) {
-		text_member(&t, "error");
-		text_open(&t, "{");
-		text_member_string(&t, "code",
-				   request_error_code_name(reply->error));
-		/* The message may echo bytes of a broken request:
-		 * text_string keeps it printable ASCII. */
-		text_member_string(&t, "message", reply->message);
-		text_close(&t, "}");
-	}
-	if (reply->booking_id > 0)
-		text_member_integer(&t, "booking_id", reply->booking_id);
-	if (reply->hold_id > 0)
-		text_member_integer(&t, "hold_id", reply->hold_id);
-	if (reply->event_id > 0)
-		text_member_integer(&t, "event_id", reply->event_id);
-	if (reply->section_id > 0)
-		text_member_integer(&t, "section_id", reply->section_id);
-	if (reply->quantity > 0)
-		text_member_integer(&t, "quantity", reply->quantity);
-	if (reply->remaining >= 0)
-		text_member_integer(&t, "remaining", reply->remaining);
-	if (reply->expires_at[0])
-		text_member_string(&t, "expires_at", reply->expires_at);
-	if (reply->section_ids) {
-		text_member(&t, "section_ids");
-		text_open(&t, "[");
-		for (size_t i = 0; i < reply->section_count; i++) {
-			if (i)
-				text_raw(&t, ",");
-			text_integer(&t, reply->section_ids[i]);
-		}
-		text_close(&t, "]");
-	}
-	text_close(&t, "}");
-	if (t.failed) {
-		free(t.buf);
-		return NULL;
-	}
-	return t.buf;
-}
-
-char *reply_rewrite_request_id(const char *stored_json, const char *request_id)
-{
-	json_t *obj = json_loads(stored_json, 0, NULL);
-	char *out;
-
-	if (!obj)
-		return NULL;
-	if (json_is_object(obj))
-		json_object_set_new(obj, "request_id", json_string(request_id));
-	out = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(obj);
-	return out;
 }

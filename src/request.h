@@ -1,6 +1,6 @@
 /*
- * request: booking request messages, JSON to struct, and replies, struct to
- * JSON. No I/O: unit-tested and fuzzed on its own.
+ * request: booking request messages, JSON to struct, validated. No I/O:
+ * unit-tested and fuzzed on its own (outcome.h writes the replies).
  */
 #ifndef TICKETD_REQUEST_H
 #define TICKETD_REQUEST_H
@@ -43,15 +43,6 @@ enum request_error_code {
 	ERROR_QUANTITY_LIMIT,
 	ERROR_MESSAGE_TOO_LARGE,
 	ERROR_CODE_COUNT,
-};
-
-enum reply_status {
-	STATUS_OK,
-	STATUS_CONFIRMED,
-	STATUS_HELD,
-	STATUS_REJECTED,
-	STATUS_INVALID,
-	STATUS_COUNT,
 };
 
 struct request_section {
@@ -110,23 +101,6 @@ struct request_error {
 	char reply_to[REQUEST_TOPIC_MAX + 1];
 };
 
-/* The outcome of one request, as the reply says it. */
-struct reply {
-	enum reply_status status;
-	enum request_error_code error;
-	char message[REQUEST_MESSAGE_MAX];
-	int64_t event_id;
-	int64_t section_id;
-	int64_t booking_id;
-	int64_t hold_id;
-	int quantity;
-	int remaining; /* -1: not part of this reply */
-	char expires_at[REQUEST_TIMESTAMP_MAX + 1];
-	/* create_event: the new sections' ids, in request order (heap). */
-	int64_t *section_ids;
-	size_t section_count;
-};
-
 /*
  * Parse and validate one message value. On 0, req is filled and owns heap
  * memory: request_free it. On -1, err says why (req needs no free).
@@ -142,35 +116,10 @@ void request_free(struct request *req);
 
 const char *request_type_name(enum request_type type);
 const char *request_error_code_name(enum request_error_code code);
-const char *reply_status_name(enum reply_status status);
-/* The status a reply with this error code carries: rejected or invalid. */
-enum reply_status request_error_status(enum request_error_code code);
 
 /* Is s a valid request_id / idempotency_key: 1-128 of [A-Za-z0-9._:-]? */
 int request_id_valid(const char *s, size_t len);
 /* Is s a valid Kafka topic name: 1-249 of [A-Za-z0-9._-]? */
 int request_topic_valid(const char *s, size_t len);
-
-/* Fill reply as the rejection or refusal with this code and message. */
-void reply_set_error(struct reply *reply, enum request_error_code code,
-		     const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-void reply_free(struct reply *reply);
-
-/*
- * The reply as a JSON object text, heap-allocated (caller frees with free()),
- * or NULL when out of memory. request_id and type_name may be empty (a
- * message too broken to tell), and are then left out.
- */
-char *reply_to_json(const char *request_id, const char *type_name,
-		    const struct reply *reply);
-
-/*
- * A stored reply, sent again for a repeated request: the same text, with
- * request_id replaced by this request's own (an idempotency_key may tie
- * together requests with different ids). Heap string, or NULL.
- */
-char *reply_rewrite_request_id(const char *stored_json, const char *request_id);
 
 #endif

@@ -9,10 +9,11 @@
  */
 #include "worker.h"
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
-#include "reply.h"
-#include "store.h"
+#include "publisher.h"
+#include "txn.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -30,33 +31,27 @@ struct worker {
 	pthread_cond_t wake;
 	struct job *head, *tail; /* guarded by lock */
 	atomic_size_t depth;
-	struct store *st;
+	struct pg *pg;
 	int db_down;
 	int64_t db_down_since_us;
 	int64_t db_last_log_us;
-	struct job **batch;	 /* batch_max entries */
-	struct request *parsed;	 /* batch_max entries, batch[i]'s request */
-	struct request **reqs;	 /* batch_max entries */
-	struct job **valid_jobs; /* batch_max entries */
-	struct store_outcome *outcomes; /* batch_max entries */
+	struct job **batch;	  /* batch_max entries */
+	struct request *parsed;	  /* batch_max entries, batch[i]'s request */
+	struct request **reqs;	  /* batch_max entries */
+	struct job **valid_jobs;  /* batch_max entries */
+	struct outcome *outcomes; /* batch_max entries, blank between batches */
 };
 
 struct worker_pool {
 	const struct config *cfg;
-	struct reply_producer *rp;
+	struct publisher *pub;
 	struct metrics *metrics;
 	struct request_limits limits;
+	struct ledger_limits ledger_limits;
 	atomic_int stopping;
 	int count;
 	struct worker *workers;
 };
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
 
 /* FNV-1a: stable across processes, so the routing is too. */
 static uint32_t hash_bytes(const void *data, size_t len)
@@ -133,7 +128,7 @@ static size_t take_batch(struct worker *w)
 
 static void set_db_down(struct worker *w, int down, const char *why)
 {
-	int64_t now = job_now_us();
+	int64_t now = clock_now_us();
 
 	if (down && !w->db_down) {
 		w->db_down = 1;
@@ -166,80 +161,134 @@ static int ensure_connected(struct worker *w)
 	int pause_ms = 100;
 	char errstr[512];
 
-	while (!store_connected(w->st)) {
+	while (!pg_connected(w->pg)) {
 		if (atomic_load(&w->pool->stopping))
 			return -1;
-		if (store_connect(w->st, errstr, sizeof(errstr)) == 0) {
+		if (pg_connect(w->pg, errstr, sizeof(errstr)) == 0) {
 			atomic_fetch_add(&w->pool->metrics->db_reconnects, 1);
 			break;
 		}
 		set_db_down(w, 1, errstr);
-		sleep_ms(pause_ms);
+		clock_sleep_ms(pause_ms);
 		pause_ms = pause_ms * 2 > 5000 ? 5000 : pause_ms * 2;
 	}
 	set_db_down(w, 0, NULL);
 	return 0;
 }
 
-static void refuse_in_database(struct job *job, const struct request *req,
-			       const char *why)
+/*
+ * Wait before trying again after a failure of ours (out of memory, a
+ * stored record that does not parse), growing the pause to 5 s, logging
+ * the first and then every 30 s. 0 to try again, -1 when the pool stops
+ * first.
+ */
+static int wait_after_local_failure(struct worker *w, int *pause_ms,
+				    int64_t *logged_us, const char *what,
+				    const char *why)
 {
-	struct reply reply = {.remaining = -1};
+	int64_t now = clock_now_us();
 
-	reply_set_error(&reply, ERROR_INVALID_FIELD,
-			"the database refused the request: %s", why);
-	job->status = reply.status;
-	job->error = reply.error;
-	free(job->reply_json);
-	job->reply_json = reply_to_json(req->request_id,
-					request_type_name(req->type), &reply);
+	atomic_fetch_add(&w->pool->metrics->local_failures, 1);
+	if (*logged_us == 0 || now - *logged_us > 30000000) {
+		log_error("worker %d: %s: %s; trying again, nothing answered",
+			  w->index, what, why);
+		*logged_us = now;
+	}
+	if (atomic_load(&w->pool->stopping))
+		return -1;
+	clock_sleep_ms(*pause_ms);
+	*pause_ms = *pause_ms * 2 > 5000 ? 5000 : *pause_ms * 2;
+	return 0;
 }
 
 /*
- * Run jobs[0..n) as one transaction, again after a retryable error, split
- * in halves after a refusal so that one bad request cannot sink the rest,
- * and after running out of a server resource (a single request then waits
- * and runs again: a full lock table is no fault of its). 0 when every job
- * has its outcome, -1 when the pool stopped first.
+ * The reply text of a job decided without the database (a refusal of the
+ * parser, or of the database itself): rendered, waiting out a lack of
+ * memory rather than dropping the job. 0, or -1 when the pool stops first.
+ */
+static int render_reply(struct worker *w, struct job *job,
+			const char *request_id, const char *type_name)
+{
+	int pause_ms = 10;
+	int64_t logged_us = 0;
+
+	while (outcome_render(&job->outcome, request_id, type_name) != 0) {
+		if (wait_after_local_failure(w, &pause_ms, &logged_us,
+					     "building a reply",
+					     "out of memory") != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The database refused this one request: it is answered invalid, with the
+ * server's reason. 0, or -1 when the pool stops first. */
+static int refuse_in_database(struct worker *w, struct job *job,
+			      const struct request *req, const char *why)
+{
+	outcome_clear(&job->outcome);
+	outcome_set_error(&job->outcome, ERROR_INVALID_FIELD,
+			  "the database refused the request: %s", why);
+	return render_reply(w, job, req->request_id,
+			    request_type_name(req->type));
+}
+
+/*
+ * Run jobs[0..n) as one transaction, again after a retryable error or a
+ * failure of ours (never answering those), split in halves after a
+ * refusal so that one bad request cannot sink the rest, and after running
+ * out of a server resource (a single request then waits and runs again: a
+ * full lock table is no fault of its). 0 when every job has its outcome,
+ * -1 when the pool stopped first.
  */
 static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 		   size_t n)
 {
 	struct metrics *m = w->pool->metrics;
-	int pause_ms = 1;
+	int pause_ms = 1, local_pause_ms = 10;
+	int64_t local_logged_us = 0;
 	char errstr[1024];
 
 	for (;;) {
-		enum store_result rc;
+		enum pg_status rc;
 		int64_t started;
 
 		if (ensure_connected(w) != 0)
 			return -1;
-		started = job_now_us();
-		rc = store_execute_batch(w->st, reqs, n, w->outcomes, errstr,
-					 sizeof(errstr));
-		if (rc == STORE_OK) {
+		started = clock_now_us();
+		rc = txn_execute(w->pg, &w->pool->ledger_limits, reqs, n,
+				 w->outcomes, errstr, sizeof(errstr));
+		if (rc == PG_OK) {
 			histogram_observe(&m->transaction_seconds,
-					  (double)(job_now_us() - started) /
+					  (double)(clock_now_us() - started) /
 					      1e6);
 			histogram_observe(&m->batch_size, (double)n);
 			for (size_t i = 0; i < n; i++) {
-				jobs[i]->status = w->outcomes[i].status;
-				jobs[i]->error = w->outcomes[i].error;
 				if (w->outcomes[i].replayed)
 					atomic_fetch_add(&m->replayed, 1);
-				jobs[i]->reply_json = w->outcomes[i].reply_json;
-				w->outcomes[i].reply_json = NULL;
+				outcome_clear(&jobs[i]->outcome);
+				jobs[i]->outcome = w->outcomes[i];
+				w->outcomes[i] = OUTCOME_BLANK;
 			}
 			return 0;
 		}
-		if (rc == STORE_DISCONNECTED) {
+		if (rc == PG_DISCONNECTED) {
 			set_db_down(w, 1, errstr);
 			continue;
 		}
-		if (rc == STORE_RETRY || (rc == STORE_TOO_BIG && n == 1)) {
+		if (rc == PG_LOCAL) {
+			/* Nothing committed, and nothing the database said
+			 * is wrong with the requests: answering them now
+			 * could give a repeat of one a different answer. */
+			if (wait_after_local_failure(
+				w, &local_pause_ms, &local_logged_us,
+				"a batch failed in ticketd", errstr) != 0)
+				return -1;
+			continue;
+		}
+		if (rc == PG_RETRY || (rc == PG_TOO_BIG && n == 1)) {
 			atomic_fetch_add(&m->batch_retries, 1);
-			if (rc == STORE_TOO_BIG && pause_ms == 1)
+			if (rc == PG_TOO_BIG && pause_ms == 1)
 				log_warn(
 				    "worker %d: partition %d offset %lld%s "
 				    "waits for the database: %s",
@@ -251,19 +300,18 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 					  w->index, n, errstr);
 			if (atomic_load(&w->pool->stopping))
 				return -1;
-			sleep_ms(pause_ms);
+			clock_sleep_ms(pause_ms);
 			pause_ms = pause_ms * 2 > 200 ? 200 : pause_ms * 2;
 			continue;
 		}
-		/* STORE_FAILED, or STORE_TOO_BIG for more than one */
-		if (rc == STORE_FAILED && n == 1) {
+		/* PG_REFUSED, or PG_TOO_BIG for more than one */
+		if (rc == PG_REFUSED && n == 1) {
 			log_warn("worker %d: partition %d offset %lld%s "
 				 "refused by the database: %s",
 				 w->index, (int)jobs[0]->partition,
 				 (long long)jobs[0]->offset, jobs[0]->trace,
 				 errstr);
-			refuse_in_database(jobs[0], reqs[0], errstr);
-			return 0;
+			return refuse_in_database(w, jobs[0], reqs[0], errstr);
 		}
 		atomic_fetch_add(&m->batch_splits, 1);
 		log_info("worker %d: batch of %zu failed (%s); splitting it",
@@ -274,15 +322,17 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 	}
 }
 
-/* Parse each job; a refusal is answered here, without the database. */
-static void parse_jobs(struct worker *w, size_t n)
+/*
+ * Parse each job; a refusal is answered here, without the database. 0, or
+ * -1 when the pool stops first.
+ */
+static int parse_jobs(struct worker *w, size_t n)
 {
 	struct worker_pool *pool = w->pool;
 
 	for (size_t i = 0; i < n; i++) {
 		struct job *job = w->batch[i];
 		struct request *req = &w->parsed[i];
-		struct reply reply = {.remaining = -1};
 		struct request_error err;
 
 		job->type = REQUEST_TYPE_COUNT;
@@ -298,11 +348,9 @@ static void parse_jobs(struct worker *w, size_t n)
 		if (!job->reply_topic[0] && err.reply_to[0])
 			memcpy(job->reply_topic, err.reply_to,
 			       sizeof(job->reply_topic));
-		reply_set_error(&reply, err.code, "%s", err.message);
-		job->status = reply.status;
-		job->error = reply.error;
-		job->reply_json =
-		    reply_to_json(err.request_id, err.type_name, &reply);
+		outcome_set_error(&job->outcome, err.code, "%s", err.message);
+		if (render_reply(w, job, err.request_id, err.type_name) != 0)
+			return -1;
 		/* What cannot be read as a request at all is kept for a
 		 * human: a copy goes to the dead-letter topic. */
 		if (err.code == ERROR_MALFORMED_JSON ||
@@ -318,6 +366,18 @@ static void parse_jobs(struct worker *w, size_t n)
 			  job->trace, request_error_code_name(err.code),
 			  err.message);
 	}
+	return 0;
+}
+
+/* Free the batch's parsed requests, and with drop its jobs too: the pool
+ * is stopping and nothing of them was answered (Kafka redelivers them). */
+static void batch_release(struct worker *w, size_t n, int drop)
+{
+	for (size_t i = 0; i < n; i++) {
+		request_free(&w->parsed[i]);
+		if (drop)
+			job_free(w->batch[i]);
+	}
 }
 
 static void process_batch(struct worker *w, size_t n)
@@ -325,7 +385,11 @@ static void process_batch(struct worker *w, size_t n)
 	size_t valid = 0;
 	struct metrics *m = w->pool->metrics;
 
-	parse_jobs(w, n);
+	memset(w->parsed, 0, n * sizeof(*w->parsed));
+	if (parse_jobs(w, n) != 0) {
+		batch_release(w, n, 1);
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (w->batch[i]->valid) {
 			w->valid_jobs[valid] = w->batch[i];
@@ -334,32 +398,18 @@ static void process_batch(struct worker *w, size_t n)
 		}
 	}
 	if (valid && execute(w, w->valid_jobs, w->reqs, valid) != 0) {
-		/* Stopping while the database is away: nothing of this
-		 * batch committed, so drop it unanswered; Kafka redelivers. */
-		for (size_t i = 0; i < n; i++) {
-			request_free(&w->parsed[i]);
-			job_free(w->batch[i]);
-		}
+		batch_release(w, n, 1);
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		request_free(&w->parsed[i]);
-	/* Replies in arrival order: per section, the order of requests. */
+	batch_release(w, n, 0);
+	/* Replies in arrival order: per section, the order of requests.
+	 * Every job has its reply text here (txn_execute renders them before
+	 * COMMIT, render_reply waits for the rest). */
 	for (size_t i = 0; i < n; i++) {
 		struct job *job = w->batch[i];
 
-		if (!job->reply_json) {
-			log_error(
-			    "partition %d offset %lld%s: out of memory "
-			    "building "
-			    "the reply; it is redelivered after a restart",
-			    (int)job->partition, (long long)job->offset,
-			    job->trace);
-			job_free(job);
-			continue;
-		}
-		metrics_count_request(m, job->type, job->status);
-		reply_send(w->pool->rp, job);
+		metrics_count_request(m, job->type, job->outcome.status);
+		publisher_send(w->pool->pub, job);
 	}
 }
 
@@ -383,30 +433,33 @@ static void worker_release(struct worker *w)
 		job_free(job);
 		job = next;
 	}
-	store_free(w->st);
+	pg_free(w->pg);
 	free(w->batch);
 	free(w->parsed);
 	free(w->reqs);
 	free(w->valid_jobs);
+	if (w->outcomes && w->pool) {
+		for (size_t i = 0; i < (size_t)w->pool->cfg->batch_max; i++)
+			outcome_clear(&w->outcomes[i]);
+	}
 	free(w->outcomes);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->wake);
 }
 
 int worker_pool_start(struct worker_pool **out, const struct config *cfg,
-		      struct reply_producer *rp, struct metrics *metrics,
+		      struct publisher *pub, struct metrics *metrics,
 		      char *errstr, size_t errstr_size)
 {
 	struct worker_pool *pool = calloc(1, sizeof(*pool));
-	struct store_limits store_limits = {.max_per_customer =
-						cfg->max_per_customer};
 	size_t bmax = (size_t)cfg->batch_max;
 	int started = 0;
 
 	if (!pool)
 		goto oom;
 	pool->cfg = cfg;
-	pool->rp = rp;
+	pool->pub = pub;
+	pool->ledger_limits.max_per_customer = cfg->max_per_customer;
 	pool->metrics = metrics;
 	pool->limits = (struct request_limits){
 	    .max_message_bytes = (size_t)cfg->max_message_bytes,
@@ -427,13 +480,17 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 		w->index = i;
 		pthread_mutex_init(&w->lock, NULL);
 		pthread_cond_init(&w->wake, NULL);
-		w->st = store_new(cfg->pg_conninfo, &store_limits);
+		w->pg = txn_pg_new(cfg->pg_conninfo);
 		w->batch = calloc(bmax, sizeof(*w->batch));
 		w->parsed = calloc(bmax, sizeof(*w->parsed));
 		w->reqs = calloc(bmax, sizeof(*w->reqs));
 		w->valid_jobs = calloc(bmax, sizeof(*w->valid_jobs));
 		w->outcomes = calloc(bmax, sizeof(*w->outcomes));
-		if (!w->st || !w->batch || !w->parsed || !w->reqs ||
+		if (w->outcomes) {
+			for (size_t k = 0; k < bmax; k++)
+				w->outcomes[k] = OUTCOME_BLANK;
+		}
+		if (!w->pg || !w->batch || !w->parsed || !w->reqs ||
 		    !w->valid_jobs || !w->outcomes)
 			goto oom;
 	}

@@ -11,12 +11,12 @@
 #include <stddef.h>
 
 struct worker_pool;
-struct reply_producer;
+struct publisher;
 struct metrics;
 
 /* Start cfg->workers threads. 0, or -1 with errstr. */
 int worker_pool_start(struct worker_pool **out, const struct config *cfg,
-		      struct reply_producer *rp, struct metrics *metrics,
+		      struct publisher *pub, struct metrics *metrics,
 		      char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "outcome.h"
 #include "request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,7 +55,7 @@ static json_t *load_object(const char *json)
 {
 	json_t *root;
 
-	check(json != NULL, "reply_to_json returned NULL");
+	check(json != NULL, "outcome_render failed");
 	root = json_loads(json, JSON_REJECT_DUPLICATES, NULL);
 	check(root != NULL, "a reply is not valid JSON");
 	check(json_is_object(root), "a reply is not a JSON object");
@@ -66,7 +67,8 @@ static void check_accepted(const uint8_t *data, size_t size,
 {
 	struct request again;
 	struct request_error err;
-	struct reply reply = {.status = STATUS_CONFIRMED, .remaining = 0};
+	struct outcome reply = {.status = STATUS_CONFIRMED, .remaining = 0};
+	struct outcome replayed = OUTCOME_BLANK;
 	json_t *root;
 	char *json, *rewritten;
 
@@ -143,28 +145,33 @@ static void check_accepted(const uint8_t *data, size_t size,
 	reply.event_id = req->event_id;
 	reply.section_id = req->section_id;
 	reply.quantity = req->quantity;
-	json = reply_to_json(req->request_id, request_type_name(req->type),
-			     &reply);
+	json = outcome_render(&reply, req->request_id,
+			      request_type_name(req->type)) == 0
+		   ? reply.reply
+		   : NULL;
 	root = load_object(json);
 	check(json_is_string(json_object_get(root, "request_id")) &&
 		  strcmp(json_string_value(json_object_get(root, "request_id")),
 			 req->request_id) == 0,
 	      "reply request_id");
 	json_decref(root);
-	rewritten = reply_rewrite_request_id(json, "fuzz-other-id");
+	rewritten = outcome_replay(&replayed, json, STATUS_CONFIRMED,
+				   "fuzz-other-id") == 0
+			? replayed.reply
+			: NULL;
 	root = load_object(rewritten);
 	check(strcmp(json_string_value(json_object_get(root, "request_id")),
 		     "fuzz-other-id") == 0,
 	      "rewritten request_id");
 	json_decref(root);
-	free(rewritten);
-	free(json);
+	outcome_clear(&replayed);
+	outcome_clear(&reply);
 }
 
 static void check_refused(const struct request *req,
 			  const struct request_error *err)
 {
-	struct reply reply = {.remaining = -1};
+	struct outcome reply = OUTCOME_BLANK;
 	json_t *root, *error;
 	char *json;
 
@@ -185,11 +192,13 @@ static void check_refused(const struct request *req,
 	      "a refused request holds memory");
 
 	/* What the daemon answers: a refusal must always be answerable. */
-	reply_set_error(&reply, err->code, "%s", err->message);
-	json = reply_to_json(err->request_id, err->type_name, &reply);
+	outcome_set_error(&reply, err->code, "%s", err->message);
+	json = outcome_render(&reply, err->request_id, err->type_name) == 0
+		   ? reply.reply
+		   : NULL;
 	root = load_object(json);
 	check(strcmp(json_string_value(json_object_get(root, "status")),
-		     reply_status_name(request_error_status(err->code))) == 0,
+		     outcome_status_name(outcome_error_status(err->code))) == 0,
 	      "reply status");
 	error = json_object_get(root, "error");
 	check(json_is_object(error) &&
@@ -200,7 +209,7 @@ static void check_refused(const struct request *req,
 		     request_error_code_name(err->code)) == 0,
 	      "reply error code");
 	json_decref(root);
-	free(json);
+	outcome_clear(&reply);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

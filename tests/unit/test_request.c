@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "outcome.h"
 #include "request.h"
 
 /* Small on purpose, so that every bound is cheap to step over. */
@@ -831,34 +832,34 @@ static void test_error_status(void **state)
 {
 	(void)state;
 	/* invalid: the message is wrong. */
-	assert_int_equal(request_error_status(ERROR_MALFORMED_JSON),
+	assert_int_equal(outcome_error_status(ERROR_MALFORMED_JSON),
 			 STATUS_INVALID);
-	assert_int_equal(request_error_status(ERROR_INVALID_FIELD),
+	assert_int_equal(outcome_error_status(ERROR_INVALID_FIELD),
 			 STATUS_INVALID);
-	assert_int_equal(request_error_status(ERROR_UNKNOWN_TYPE),
+	assert_int_equal(outcome_error_status(ERROR_UNKNOWN_TYPE),
 			 STATUS_INVALID);
-	assert_int_equal(request_error_status(ERROR_MESSAGE_TOO_LARGE),
+	assert_int_equal(outcome_error_status(ERROR_MESSAGE_TOO_LARGE),
 			 STATUS_INVALID);
 	/* rejected: a business rule said no. */
-	assert_int_equal(request_error_status(ERROR_EVENT_NOT_FOUND),
+	assert_int_equal(outcome_error_status(ERROR_EVENT_NOT_FOUND),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_SECTION_NOT_FOUND),
+	assert_int_equal(outcome_error_status(ERROR_SECTION_NOT_FOUND),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_INSUFFICIENT_SEATS),
+	assert_int_equal(outcome_error_status(ERROR_INSUFFICIENT_SEATS),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_HOLD_NOT_FOUND),
+	assert_int_equal(outcome_error_status(ERROR_HOLD_NOT_FOUND),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_HOLD_EXPIRED),
+	assert_int_equal(outcome_error_status(ERROR_HOLD_EXPIRED),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_HOLD_NOT_ACTIVE),
+	assert_int_equal(outcome_error_status(ERROR_HOLD_NOT_ACTIVE),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_BOOKING_NOT_FOUND),
+	assert_int_equal(outcome_error_status(ERROR_BOOKING_NOT_FOUND),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_ALREADY_CANCELLED),
+	assert_int_equal(outcome_error_status(ERROR_ALREADY_CANCELLED),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_IDEMPOTENCY_CONFLICT),
+	assert_int_equal(outcome_error_status(ERROR_IDEMPOTENCY_CONFLICT),
 			 STATUS_REJECTED);
-	assert_int_equal(request_error_status(ERROR_QUANTITY_LIMIT),
+	assert_int_equal(outcome_error_status(ERROR_QUANTITY_LIMIT),
 			 STATUS_REJECTED);
 }
 
@@ -896,12 +897,12 @@ static void test_type_and_status_names(void **state)
 	assert_string_equal(request_type_name(REQUEST_CANCEL), "cancel");
 	assert_string_equal(request_type_name(REQUEST_TYPE_COUNT), "unknown");
 	/* The five statuses of DESIGN.md. */
-	assert_string_equal(reply_status_name(STATUS_OK), "ok");
-	assert_string_equal(reply_status_name(STATUS_CONFIRMED), "confirmed");
-	assert_string_equal(reply_status_name(STATUS_HELD), "held");
-	assert_string_equal(reply_status_name(STATUS_REJECTED), "rejected");
-	assert_string_equal(reply_status_name(STATUS_INVALID), "invalid");
-	assert_string_equal(reply_status_name(STATUS_COUNT), "unknown");
+	assert_string_equal(outcome_status_name(STATUS_OK), "ok");
+	assert_string_equal(outcome_status_name(STATUS_CONFIRMED), "confirmed");
+	assert_string_equal(outcome_status_name(STATUS_HELD), "held");
+	assert_string_equal(outcome_status_name(STATUS_REJECTED), "rejected");
+	assert_string_equal(outcome_status_name(STATUS_INVALID), "invalid");
+	assert_string_equal(outcome_status_name(STATUS_COUNT), "unknown");
 }
 
 static void test_ids_and_topics(void **state)
@@ -1073,19 +1074,44 @@ static const char *get_string(json_t *obj, const char *name)
 	return json_string_value(value);
 }
 
+/* The reply text of an outcome, handed to the test (free() it). */
+static char *reply_text(struct outcome *outcome, const char *request_id,
+			const char *type_name)
+{
+	char *text;
+
+	assert_int_equal(outcome_render(outcome, request_id, type_name), 0);
+	text = outcome->reply;
+	outcome->reply = NULL;
+	return text;
+}
+
+/* A stored reply replayed for request_id, or NULL when it cannot be. */
+static char *rewrite(const char *stored, const char *request_id)
+{
+	struct outcome outcome = OUTCOME_BLANK;
+
+	if (outcome_replay(&outcome, stored, STATUS_OK, request_id) != 0) {
+		assert_null(outcome.reply);
+		return NULL;
+	}
+	assert_int_equal(outcome.replayed, 1);
+	return outcome.reply;
+}
+
 static void test_reply_confirmed(void **state)
 {
-	struct reply reply = {.status = STATUS_CONFIRMED,
-			      .booking_id = 1,
-			      .event_id = 99,
-			      .section_id = 100,
-			      .quantity = 5,
-			      .remaining = 0};
+	struct outcome reply = {.status = STATUS_CONFIRMED,
+				.booking_id = 1,
+				.event_id = 99,
+				.section_id = 100,
+				.quantity = 5,
+				.remaining = 0};
 	char *text;
 
 	(void)state;
 	/* DESIGN.md's example, to the byte. */
-	text = reply_to_json("r-8c1e", "book", &reply);
+	text = reply_text(&reply, "r-8c1e", "book");
 	assert_non_null(text);
 	assert_string_equal(
 	    text, "{\"request_id\":\"r-8c1e\",\"type\":\"book\","
@@ -1096,16 +1122,16 @@ static void test_reply_confirmed(void **state)
 
 static void test_reply_rejected(void **state)
 {
-	struct reply reply = {.remaining = 0};
+	struct outcome reply = {.remaining = 0};
 	json_t *root, *error;
 	char *text;
 
 	(void)state;
-	reply_set_error(&reply, ERROR_INSUFFICIENT_SEATS,
-			"%d requested, %d remaining", 5, 0);
+	outcome_set_error(&reply, ERROR_INSUFFICIENT_SEATS,
+			  "%d requested, %d remaining", 5, 0);
 	assert_int_equal(reply.status, STATUS_REJECTED);
 	assert_int_equal(reply.error, ERROR_INSUFFICIENT_SEATS);
-	text = reply_to_json("r-77aa", "book", &reply);
+	text = reply_text(&reply, "r-77aa", "book");
 	/* DESIGN.md's example, to the byte. */
 	assert_string_equal(
 	    text,
@@ -1141,14 +1167,15 @@ static void test_reply_message_bytes(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(messages) / sizeof(messages[0]); i++) {
-		struct reply reply = {.remaining = -1};
+		struct outcome reply = {.remaining = -1};
 		json_t *root;
 		const char *message;
 		char *text;
 
-		reply_set_error(&reply, ERROR_INVALID_FIELD, "%s", messages[i]);
+		outcome_set_error(&reply, ERROR_INVALID_FIELD, "%s",
+				  messages[i]);
 		assert_int_equal(reply.status, STATUS_INVALID);
-		text = reply_to_json("r-1", "book", &reply);
+		text = reply_text(&reply, "r-1", "book");
 		root = load_reply(text);
 		message = get_string(json_object_get(root, "error"), "message");
 		assert_true(message[0] != '\0');
@@ -1163,12 +1190,13 @@ static void test_reply_message_bytes(void **state)
 
 	/* Printable ASCII, quotes included, comes back unchanged. */
 	{
-		struct reply reply = {.remaining = -1};
+		struct outcome reply = {.remaining = -1};
 		json_t *root;
 		char *text;
 
-		reply_set_error(&reply, ERROR_INVALID_FIELD, "%s", messages[5]);
-		text = reply_to_json("r-1", NULL, &reply);
+		outcome_set_error(&reply, ERROR_INVALID_FIELD, "%s",
+				  messages[5]);
+		text = reply_text(&reply, "r-1", NULL);
 		root = load_reply(text);
 		assert_string_equal(
 		    get_string(json_object_get(root, "error"), "message"),
@@ -1179,16 +1207,16 @@ static void test_reply_message_bytes(void **state)
 
 	/* The longest message there can be. */
 	{
-		struct reply reply = {.remaining = -1};
+		struct outcome reply = {.remaining = -1};
 		char long_message[2 * REQUEST_MESSAGE_MAX];
 		json_t *root;
 		char *text;
 
 		memset(long_message, '\xff', sizeof(long_message) - 1);
 		long_message[sizeof(long_message) - 1] = '\0';
-		reply_set_error(&reply, ERROR_INVALID_FIELD, "%s",
-				long_message);
-		text = reply_to_json("r-1", "book", &reply);
+		outcome_set_error(&reply, ERROR_INVALID_FIELD, "%s",
+				  long_message);
+		text = reply_text(&reply, "r-1", "book");
 		root = load_reply(text);
 		assert_int_equal(
 		    strlen(
@@ -1204,15 +1232,15 @@ static void test_reply_to_a_parse_error(void **state)
 {
 	struct request req;
 	struct request_error err;
-	struct reply reply = {.remaining = -1};
+	struct outcome reply = {.remaining = -1};
 	json_t *root;
 	char *text;
 
 	(void)state;
 	assert_int_equal(parse("{\"type\":\"book\", \xff\x01 oops", &req, &err),
 			 -1);
-	reply_set_error(&reply, err.code, "%s", err.message);
-	text = reply_to_json(err.request_id, err.type_name, &reply);
+	outcome_set_error(&reply, err.code, "%s", err.message);
+	text = reply_text(&reply, err.request_id, err.type_name);
 	root = load_reply(text);
 	assert_null(json_object_get(root, "request_id"));
 	assert_null(json_object_get(root, "type"));
@@ -1227,14 +1255,14 @@ static void test_reply_to_a_parse_error(void **state)
  * outside printable ASCII one '?'; an empty list is []. */
 static void test_reply_escaping_to_the_byte(void **state)
 {
-	struct reply reply = {.remaining = -1};
+	struct outcome reply = {.remaining = -1};
 	int64_t none[1] = {0};
 	char *text;
 
 	(void)state;
-	reply_set_error(&reply, ERROR_INVALID_FIELD, "%s",
-			"q\"b\\c/\xc3\xa9\x01\x7f");
-	text = reply_to_json("r-1", "book", &reply);
+	outcome_set_error(&reply, ERROR_INVALID_FIELD, "%s",
+			  "q\"b\\c/\xc3\xa9\x01\x7f");
+	text = reply_text(&reply, "r-1", "book");
 	assert_string_equal(
 	    text, "{\"request_id\":\"r-1\",\"type\":\"book\","
 		  "\"status\":\"invalid\",\"error\":{\"code\":"
@@ -1246,7 +1274,7 @@ static void test_reply_escaping_to_the_byte(void **state)
 	reply.remaining = -1;
 	reply.section_ids = none;
 	reply.section_count = 0;
-	text = reply_to_json("ev-1", "create_event", &reply);
+	text = reply_text(&reply, "ev-1", "create_event");
 	assert_string_equal(text,
 			    "{\"request_id\":\"ev-1\",\"type\":\"create_"
 			    "event\",\"status\":\"ok\",\"section_ids\":[]}");
@@ -1255,18 +1283,18 @@ static void test_reply_escaping_to_the_byte(void **state)
 
 static void test_reply_held_and_created(void **state)
 {
-	struct reply reply = {.status = STATUS_HELD,
-			      .hold_id = 12,
-			      .event_id = 1,
-			      .section_id = 2,
-			      .quantity = 3,
-			      .remaining = 7,
-			      .expires_at = "2026-12-31T20:10:00Z"};
+	struct outcome reply = {.status = STATUS_HELD,
+				.hold_id = 12,
+				.event_id = 1,
+				.section_id = 2,
+				.quantity = 3,
+				.remaining = 7,
+				.expires_at = "2026-12-31T20:10:00Z"};
 	int64_t ids[] = {100, 101};
 	char *text;
 
 	(void)state;
-	text = reply_to_json("h-1", "hold", &reply);
+	text = reply_text(&reply, "h-1", "hold");
 	assert_string_equal(
 	    text,
 	    "{\"request_id\":\"h-1\",\"type\":\"hold\",\"status\":\"held\","
@@ -1280,7 +1308,7 @@ static void test_reply_held_and_created(void **state)
 	reply.remaining = -1;
 	reply.section_ids = ids;
 	reply.section_count = 2;
-	text = reply_to_json("ev-1", "create_event", &reply);
+	text = reply_text(&reply, "ev-1", "create_event");
 	assert_string_equal(
 	    text, "{\"request_id\":\"ev-1\",\"type\":\"create_event\","
 		  "\"status\":\"ok\",\"event_id\":5,"
@@ -1290,7 +1318,7 @@ static void test_reply_held_and_created(void **state)
 
 static void test_reply_rewrite_request_id(void **state)
 {
-	struct reply replies[3] = {
+	struct outcome replies[3] = {
 	    {.status = STATUS_CONFIRMED,
 	     .booking_id = 1,
 	     .event_id = 99,
@@ -1307,14 +1335,14 @@ static void test_reply_rewrite_request_id(void **state)
 	char *out;
 
 	(void)state;
-	reply_set_error(&replies[2], ERROR_IDEMPOTENCY_CONFLICT,
-			"key \"k\" was used for another payload \\ \x01");
+	outcome_set_error(&replies[2], ERROR_IDEMPOTENCY_CONFLICT,
+			  "key \"k\" was used for another payload \\ \x01");
 	/* A stored reply sent again reads as if built for the new id. */
 	for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
-		char *stored = reply_to_json("old-id", "book", &replies[i]);
-		char *want = reply_to_json("new-id", "book", &replies[i]);
+		char *stored = reply_text(&replies[i], "old-id", "book");
+		char *want = reply_text(&replies[i], "new-id", "book");
 
-		out = reply_rewrite_request_id(stored, "new-id");
+		out = rewrite(stored, "new-id");
 		assert_non_null(out);
 		assert_string_equal(out, want);
 		free(out);
@@ -1324,23 +1352,22 @@ static void test_reply_rewrite_request_id(void **state)
 
 	/* Only request_id changes, wherever it is; the rest keeps its
 	 * bytes and its order. */
-	out = reply_rewrite_request_id("{\"request_id\":\"old\",\"type\":"
-				       "\"book\",\"status\":\"confirmed\","
-				       "\"booking_id\":7}",
-				       "new");
+	out = rewrite("{\"request_id\":\"old\",\"type\":"
+		      "\"book\",\"status\":\"confirmed\","
+		      "\"booking_id\":7}",
+		      "new");
 	assert_string_equal(out, "{\"request_id\":\"new\",\"type\":\"book\","
 				 "\"status\":\"confirmed\",\"booking_id\":7}");
 	free(out);
-	out = reply_rewrite_request_id(
-	    "{\"status\":\"ok\",\"request_id\":\"old\",\"z\":[3,2,1],"
-	    "\"a\":{\"y\":1,\"b\":\"x\"}}",
-	    "n:2");
+	out = rewrite("{\"status\":\"ok\",\"request_id\":\"old\",\"z\":[3,2,1],"
+		      "\"a\":{\"y\":1,\"b\":\"x\"}}",
+		      "n:2");
 	assert_string_equal(out, "{\"status\":\"ok\",\"request_id\":\"n:2\","
 				 "\"z\":[3,2,1],\"a\":{\"y\":1,\"b\":\"x\"}}");
 	free(out);
 
-	assert_null(reply_rewrite_request_id("not json", "x"));
-	assert_null(reply_rewrite_request_id("", "x"));
+	assert_null(rewrite("not json", "x"));
+	assert_null(rewrite("", "x"));
 }
 
 int main(void)

@@ -1,0 +1,32 @@
+/*
+ * txn: one batch of requests as one PostgreSQL transaction: read what the
+ * batch touches under its locks, let the ledger decide, write everything
+ * in bulk, commit.
+ */
+#ifndef TICKETD_TXN_H
+#define TICKETD_TXN_H
+
+#include "ledger.h"
+#include "outcome.h"
+#include "pg.h"
+#include "request.h"
+
+#include <stddef.h>
+
+/* A connection for batch transactions (pg_new with the batch's
+ * statements). NULL when out of memory. */
+struct pg *txn_pg_new(const char *conninfo);
+
+/*
+ * Run reqs[0..n) as one transaction. On PG_OK every out[i] (n blank
+ * outcomes given) holds its outcome and reply text (the caller
+ * outcome_clears them); on any other result nothing was committed, out[]
+ * is blank again and errstr says why.
+ */
+enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
+			   struct request *const *reqs, size_t n,
+			   struct outcome *out, char *errstr,
+			   size_t errstr_size)
+    __attribute__((warn_unused_result));
+
+#endif
