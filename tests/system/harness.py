@@ -271,7 +271,11 @@ class Client:
                 record["json"] = json.loads(msg.value()) if msg.value() else None
             except ValueError:
                 record["json"] = None
-            self._check(record, msg.headers() or [])
+            try:
+                self._check(record, msg.headers() or [])
+            except Exception as e:  # a checker fault must fail the test, not kill this thread
+                self.violations.append("checking %s[%d] raised %r" % (
+                    record["topic"], record["partition"], e))
             with self.lock:
                 if msg.topic() == DEAD_LETTER:
                     self.dead_letters.append(record)
