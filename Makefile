@@ -27,7 +27,7 @@ comma := ,
 
 DAEMON_MODULES = buf clock config log request outcome offsets job kafka \
 	metrics pg pgarray sql ledger txn views publisher worker consumer \
-	reaper http
+	reaper route http
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
 	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o \
@@ -38,16 +38,17 @@ obj = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(1)))
 # link line is the proof that a module is pure: the ledger's has neither
 # libpq nor librdkafka). LIBS_<test> names the libraries beyond cmocka.
 UNIT_TESTS = test_request test_offsets test_config test_http_parse \
-	test_ledger test_ledger_model test_job
+	test_ledger test_ledger_model test_worker test_publisher test_job
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
+# Module tests that need a real PostgreSQL: run by the system tests.
+DB_TEST_BINS = $(BUILD)/tests/db/test_pg
 CODEC = request outcome buf
 OBJS_test_request = $(call obj,$(CODEC))
 LIBS_test_request = -ljansson
 OBJS_test_offsets = $(call obj,offsets)
 OBJS_test_config = $(call obj,config log)
 LIBS_test_config = -lconfig
-OBJS_test_http_parse = $(call obj,http $(DAEMON_MODULES))
-LIBS_test_http_parse = $(LDLIBS)
+OBJS_test_http_parse = $(call obj,route)
 OBJS_test_ledger = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
 LIBS_test_ledger = -ljansson
 OBJS_test_ledger_model = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
@@ -56,8 +57,12 @@ OBJS_test_job = $(call obj,job clock log $(CODEC))
 LIBS_test_job = -ljansson -lrdkafka
 # The worker against doubles of its database and Kafka sides (defined in
 # the test); --wrap lets the test fail a reply's rendering on purpose.
-OBJS_test_worker = $(call obj,worker job clock log metrics $(CODEC))
+OBJS_test_worker = $(call obj,worker clock log metrics $(CODEC))
 LIBS_test_worker = -ljansson -lpthread -Wl,--wrap=outcome_render
+# The publisher against librdkafka's in-process mock cluster.
+OBJS_test_publisher = $(call obj,publisher kafka config log metrics clock job \
+	$(CODEC))
+LIBS_test_publisher = -lrdkafka -ljansson -lconfig -lpthread
 
 .PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \
 	install uninstall clean format format-check check-config valgrind \
@@ -94,16 +99,19 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $$(OBJS_test_%)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_test_$*) -lcmocka
 
+$(BUILD)/tests/db/test_pg: $(BUILD)/tests/db/test_pg.o $(call obj,pg)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpq -lcmocka
+
 test-unit: $(UNIT_BINS) ## run the cmocka unit tests
 	tests/run.sh --unit-only $(UNIT_BINS)
 
 test: ## install what is missing, build, run unit and system tests
 	scripts/deps.sh
-	$(MAKE) all $(UNIT_BINS)
-	tests/run.sh $(UNIT_BINS)
+	$(MAKE) all $(UNIT_BINS) $(DB_TEST_BINS)
+	TICKETD_BUILD=$(BUILD) tests/run.sh $(UNIT_BINS)
 
-test-system: all ## run the system tests only (real Kafka + PostgreSQL)
-	tests/run.sh --system-only
+test-system: all $(DB_TEST_BINS) ## run the system tests only (real Kafka + PostgreSQL)
+	TICKETD_BUILD=$(BUILD) tests/run.sh --system-only
 
 check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
 	$(BUILD)/tests/unit/test_config
@@ -146,8 +154,8 @@ tsan: build-thread/tsan_thrd_shim.so ## a ThreadSanitizer ticketd through one fl
 # libFuzzer: each target for FUZZ_SECONDS on a scratch copy of its seed
 # corpus (new entries stay in build-fuzz/, never in the repository), after
 # replaying the regression inputs of crashes fixed before. The daemon's
-# modules are built again with clang, coverage and sanitizers, in
-# build-fuzz/; fuzz_http links all of them but main, as http.c needs them.
+# modules they test are built again with clang, coverage and sanitizers, in
+# build-fuzz/.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -156,7 +164,6 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -g -O1 -MD -MP \
 	-I/usr/include/postgresql -Isrc \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SANITIZE)
 FUZZ_TARGETS = request http
-FUZZ_DAEMON_OBJS = $(addprefix build-fuzz/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 
 build-fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -171,8 +178,9 @@ build-fuzz/fuzz_request: build-fuzz/tests/fuzz/fuzz_request.o \
 		build-fuzz/src/buf.o build-fuzz/src/log.o
 	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ -ljansson
 
-build-fuzz/fuzz_http: build-fuzz/tests/fuzz/fuzz_http.o $(FUZZ_DAEMON_OBJS)
-	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+build-fuzz/fuzz_http: build-fuzz/tests/fuzz/fuzz_http.o build-fuzz/src/route.o \
+		build-fuzz/src/request.o
+	$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ $^ -ljansson
 
 fuzz: $(addprefix build-fuzz/fuzz_,$(FUZZ_TARGETS)) ## run each fuzzer for FUZZ_SECONDS (default 60)
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -197,7 +205,8 @@ fuzz: $(addprefix build-fuzz/fuzz_,$(FUZZ_TARGETS)) ## run each fuzzer for FUZZ_
 		grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' $$log; \
 	done
 
-C_SOURCES = src/*.[ch] producer/*.c tests/unit/*.c tests/fuzz/*.c tests/tsan_thrd_shim.c
+C_SOURCES = src/*.[ch] producer/*.c tests/unit/*.[ch] tests/db/*.c tests/fuzz/*.c \
+	tests/tsan_thrd_shim.c
 HAVE_CLANG_FORMAT = command -v clang-format >/dev/null || \
 	{ echo "clang-format is missing: apt-get install clang-format" >&2; exit 1; }
 

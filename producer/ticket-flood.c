@@ -828,6 +828,16 @@ static void progress(struct flood *f, int final)
 		final ? "\n" : "   ");
 }
 
+/*
+ * Is base request n (0, 1, ...) a hold, for --mix PERCENT? Exactly
+ * floor(count * mix / 100) of the first count are, spread evenly over the
+ * whole run (holds among books, not all at its start).
+ */
+static int mix_is_hold(long n, int mix)
+{
+	return (long long)(n + 1) * mix / 100 > (long long)n * mix / 100;
+}
+
 static int run_flood(struct flood *f)
 {
 	const struct options *o = f->o;
@@ -855,15 +865,11 @@ static int run_flood(struct flood *f)
 					f->pending_ids[f->pending_count]) != 0)
 					return -1;
 			} else {
-				int hold =
-				    o->mix &&
-				    (to_send_base * 100 / (base ? base : 1)) %
-					    100 <
-					o->mix &&
-				    (to_send_base % 100) < o->mix;
-
 				if (produce_request(
-					f, hold ? REQUEST_HOLD : REQUEST_BOOK,
+					f,
+					mix_is_hold(to_send_base, o->mix)
+					    ? REQUEST_HOLD
+					    : REQUEST_BOOK,
 					0) != 0)
 					return -1;
 				to_send_base++;

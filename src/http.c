@@ -13,6 +13,7 @@
 #include "consumer.h"
 #include "log.h"
 #include "metrics.h"
+#include "route.h"
 #include "views.h"
 #include "worker.h"
 
@@ -45,123 +46,6 @@ struct http_server {
 	int idle_count;
 	int pg_count;
 };
-
-int http_parse_id(const char *s, int64_t *out)
-{
-	int64_t v = 0;
-	size_t len;
-
-	if (!s)
-		return -1;
-	len = strlen(s);
-	if (len < 1 || len > 16)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v < 1 || v > 9007199254740991LL)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int http_customer_valid(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t len = strlen(s);
-
-	if (len < 1 || len > 254)
-		return 0;
-	while (*p) {
-		unsigned int c = *p, min;
-		int more;
-
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			more = 1, c &= 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			more = 2, c &= 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			more = 3, c &= 0x07, min = 0x10000;
-		} else {
-			return 0;
-		}
-		for (p++; more > 0; more--, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return 0; /* also the terminating NUL */
-			c = (c << 6) | (*p & 0x3f);
-		}
-		/* No overlong forms, surrogates or code points past U+10FFFF.
-		 */
-		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-			return 0;
-	}
-	return 1;
-}
-
-int http_parse_limit(const char *s, int default_limit, int max_limit, int *out)
-{
-	int64_t v;
-
-	if (!s) {
-		*out = default_limit < max_limit ? default_limit : max_limit;
-		return 0;
-	}
-	if (http_parse_id(s, &v) != 0 || v > max_limit)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
-enum http_route http_route_parse(const char *url, char *id, size_t id_size)
-{
-	static const struct {
-		const char *prefix;
-		enum http_route route;
-	} with_id[] = {
-	    {"/events/", HTTP_ROUTE_EVENT},
-	    {"/bookings/", HTTP_ROUTE_BOOKING},
-	    {"/holds/", HTTP_ROUTE_HOLD},
-	    {"/requests/", HTTP_ROUTE_REQUEST},
-	};
-	static const struct {
-		const char *path;
-		enum http_route route;
-	} plain[] = {
-	    {"/events", HTTP_ROUTE_EVENTS},
-	    {"/bookings", HTTP_ROUTE_BOOKINGS},
-	    {"/healthz", HTTP_ROUTE_HEALTHZ},
-	    {"/readyz", HTTP_ROUTE_READYZ},
-	    {"/metrics", HTTP_ROUTE_METRICS},
-	};
-
-	id[0] = '\0';
-	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
-		if (strcmp(url, plain[i].path) == 0)
-			return plain[i].route;
-	}
-	for (size_t i = 0; i < sizeof(with_id) / sizeof(with_id[0]); i++) {
-		size_t plen = strlen(with_id[i].prefix);
-		const char *rest;
-		size_t len;
-
-		if (strncmp(url, with_id[i].prefix, plen) != 0)
-			continue;
-		rest = url + plen;
-		len = strlen(rest);
-		if (len == 0 || strchr(rest, '/'))
-			return HTTP_ROUTE_NOT_FOUND;
-		if (len >= id_size)
-			return HTTP_ROUTE_BAD_ID;
-		memcpy(id, rest, len + 1);
-		return with_id[i].route;
-	}
-	return HTTP_ROUTE_NOT_FOUND;
-}
 
 /* ----------------------------------------------------- connection pool */
 
@@ -296,13 +180,13 @@ static int read_page(struct http_server *http, struct MHD_Connection *conn,
 	int limit;
 
 	if (arg(conn, "after") &&
-	    http_parse_id(arg(conn, "after"), &after_id)) {
+	    route_parse_id(arg(conn, "after"), &after_id)) {
 		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CURSOR",
 				     "after must be a positive integer id");
 		return -1;
 	}
-	if (http_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
-			     http->cfg->http_max_limit, &limit) != 0) {
+	if (route_parse_limit(arg(conn, "limit"), HTTP_DEFAULT_LIMIT,
+			      http->cfg->http_max_limit, &limit) != 0) {
 		*ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_LIMIT",
 				     "limit must be an integer from 1 to the "
 				     "configured maximum");
@@ -335,7 +219,7 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 	int64_t v = 0;
 
 	if (arg(conn, "event_id")) {
-		if (http_parse_id(arg(conn, "event_id"), &v) != 0)
+		if (route_parse_id(arg(conn, "event_id"), &v) != 0)
 			return respond_error(
 			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 			    "event_id must be a positive integer");
@@ -343,14 +227,14 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 		params[0] = event;
 	}
 	if (arg(conn, "section_id")) {
-		if (http_parse_id(arg(conn, "section_id"), &v) != 0)
+		if (route_parse_id(arg(conn, "section_id"), &v) != 0)
 			return respond_error(
 			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 			    "section_id must be a positive integer");
 		snprintf(section, sizeof(section), "%" PRId64, v);
 		params[1] = section;
 	}
-	if (customer && !http_customer_valid(customer))
+	if (customer && !route_customer_valid(customer))
 		return respond_error(
 		    conn, MHD_HTTP_BAD_REQUEST, "BAD_CUSTOMER",
 		    "customer must be 1 to 254 bytes of UTF-8");
@@ -404,7 +288,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	char id[160];
 	const char *params[1] = {id};
 	int64_t v;
-	enum http_route route;
+	enum route route;
 
 	(void)version;
 	(void)upload_data;
@@ -427,29 +311,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return respond_error(conn, MHD_HTTP_URI_TOO_LONG,
 				     "URI_TOO_LONG", "the path is too long");
 
-	route = http_route_parse(url, id, sizeof(id));
+	route = route_parse(url, id, sizeof(id));
 	switch (route) {
-	case HTTP_ROUTE_EVENTS:
+	case ROUTE_EVENTS:
 		return serve_events(http, conn);
-	case HTTP_ROUTE_BOOKINGS:
+	case ROUTE_BOOKINGS:
 		return serve_bookings(http, conn);
-	case HTTP_ROUTE_EVENT:
-	case HTTP_ROUTE_BOOKING:
-	case HTTP_ROUTE_HOLD:
-		if (http_parse_id(id, &v) != 0)
+	case ROUTE_EVENT:
+	case ROUTE_BOOKING:
+	case ROUTE_HOLD:
+		if (route_parse_id(id, &v) != 0)
 			return respond_error(
 			    conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 			    "the id must be a positive integer");
 		snprintf(id, sizeof(id), "%" PRId64, v);
-		if (route == HTTP_ROUTE_EVENT)
+		if (route == ROUTE_EVENT)
 			return respond_view(http, conn, VIEW_EVENT, params,
 					    "no such event");
-		if (route == HTTP_ROUTE_BOOKING)
+		if (route == ROUTE_BOOKING)
 			return respond_view(http, conn, VIEW_BOOKING, params,
 					    "no such booking");
 		return respond_view(http, conn, VIEW_HOLD, params,
 				    "no such hold");
-	case HTTP_ROUTE_REQUEST:
+	case ROUTE_REQUEST:
 		if (!request_id_valid(id, strlen(id)))
 			return respond_error(conn, MHD_HTTP_BAD_REQUEST,
 					     "BAD_ID",
@@ -457,12 +341,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 					     "characters of [A-Za-z0-9._:-]");
 		return respond_view(http, conn, VIEW_REQUEST, params,
 				    "no such request");
-	case HTTP_ROUTE_HEALTHZ:
+	case ROUTE_HEALTHZ:
 		return respond_json(conn, MHD_HTTP_OK,
 				    strdup("{\"status\":\"ok\"}"));
-	case HTTP_ROUTE_READYZ:
+	case ROUTE_READYZ:
 		return serve_readyz(http, conn);
-	case HTTP_ROUTE_METRICS: {
+	case ROUTE_METRICS: {
 		char *text = metrics_render(http->metrics);
 
 		if (!text)
@@ -471,10 +355,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			       "text/plain; version=0.0.4; charset=utf-8",
 			       text);
 	}
-	case HTTP_ROUTE_BAD_ID:
+	case ROUTE_BAD_ID:
 		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_ID",
 				     "the id is too long");
-	case HTTP_ROUTE_NOT_FOUND:
+	case ROUTE_NOT_FOUND:
 		break;
 	}
 	return respond_error(conn, MHD_HTTP_NOT_FOUND, "NOT_FOUND",

@@ -28,37 +28,4 @@ int http_port(const struct http_server *http);
 /* Stop listening and free http (NULL is fine). */
 void http_stop(struct http_server *http);
 
-/* The outcome of routing one request: pure, for tests and fuzzing. */
-enum http_route {
-	HTTP_ROUTE_NOT_FOUND,
-	HTTP_ROUTE_EVENTS,
-	HTTP_ROUTE_EVENT,
-	HTTP_ROUTE_BOOKINGS,
-	HTTP_ROUTE_BOOKING,
-	HTTP_ROUTE_HOLD,
-	HTTP_ROUTE_REQUEST,
-	HTTP_ROUTE_HEALTHZ,
-	HTTP_ROUTE_READYZ,
-	HTTP_ROUTE_METRICS,
-	HTTP_ROUTE_BAD_ID, /* a known path with an id that is not one */
-};
-
-/*
- * Route url; for routes with an id, the id's text goes to id (NUL-
- * terminated, at most id_size - 1 bytes).
- */
-enum http_route http_route_parse(const char *url, char *id, size_t id_size);
-
-/* A positive decimal id up to 2^53 - 1, nothing else. 0 or -1. */
-int http_parse_id(const char *s, int64_t *out);
-
-/*
- * A customer filter: 1 to 254 bytes of valid UTF-8 (the database would
- * refuse other bytes, and that is the caller's error, not a 500). 1 or 0.
- */
-int http_customer_valid(const char *s);
-
-/* A page size: absent gives default_limit; 1..max_limit. 0 or -1. */
-int http_parse_limit(const char *s, int default_limit, int max_limit, int *out);
-
 #endif

@@ -23,15 +23,12 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
     __attribute__((warn_unused_result));
 
 /*
- * How a consumer fetches, the same for ticketd and ticket-flood: the broker
- * answers as soon as it has a message (fetch.min.bytes=1), and a fetch
- * that finds nothing waits at most 100 ms. Against waiting for 64 KB or
- * 5 ms, measured on two cores: replies at 200 requests/s in 8.2-9.2 ms
- * (p50) instead of 14.0-14.2 ms; an idle ticketd costs the broker 2.5% of
- * a core instead of 14% (a fetch each 100 ms, not each 5 ms); its own
- * consumer made no measurable difference at 5,000 requests/s or on a hot
- * flood. The price: the Kafka path alone at 5,000 requests/s cost the
- * broker about 30% more CPU, each fetch carrying fewer messages.
+ * How a consumer fetches, the same for ticketd and ticket-flood (the
+ * benchmark compares them): the broker answers as soon as it has a
+ * message (fetch.min.bytes=1), and a fetch that finds nothing waits at most
+ * 100 ms. That keeps a reply's latency low at moderate rates and an idle
+ * consumer cheap for the broker, at the price of more fetches, each
+ * carrying fewer messages, under load (docs/benchmarks.md has the figures).
  * consumer_properties can trade back. 0, or -1 with errstr.
  */
 int kafka_conf_set_fetch(rd_kafka_conf_t *conf, char *errstr,

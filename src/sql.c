@@ -62,11 +62,10 @@ const struct pg_statement sql_statements[SQL_COUNT] = {
 	 "interval '1 microsecond' "
 	 "ORDER BY id FOR UPDATE",
 	 1},
-    /* One index probe per distinct key, whatever the statistics say. As
-     * "idempotency_key = ANY($1)", the planner scanned the whole table
-     * for every batch until it held some 40,000 rows (500 keys against
-     * 20,000 rows: 5.2 ms, against about 1 ms through the index), and
-     * that with the section locked. */
+    /* One index probe per distinct key, whatever the statistics say: as
+     * "idempotency_key = ANY($1)" the planner scanned the whole table for
+     * every batch until it had grown large, and that with the section
+     * locked (docs/benchmarks.md). */
     [SQL_PROCESSED] = {"processed", 1,
 		       "SELECT p.idempotency_key, p.fingerprint, p.status,"
 		       " p.reply "
@@ -85,7 +84,8 @@ const struct pg_statement sql_statements[SQL_COUNT] = {
      * bytes of the second key (another application's two-key advisory
      * locks on those values would wait with ours). Every batch takes them
      * after all its row locks, ascending, so no two batches wait for each
-     * other in a cycle; at most 64 an event, CUSTOMER_LOCKS_MAX a batch.
+     * other in a cycle; at most 64 an event, LEDGER_CUSTOMER_LOCKS_MAX a
+     * batch.
      * Two batches of 5 customers of one event share a bucket about one
      * time in three; a batch of some 270 holds nearly all 64, so large
      * batches of one event run one at a time. Relies on READ COMMITTED:

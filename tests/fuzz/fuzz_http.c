@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "route.h"
 #include "request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,18 +45,19 @@ static int reference_id(const char *s, int64_t *out)
 static void check_id(const char *s)
 {
 	int64_t got = -7, want = -7;
-	int rc = http_parse_id(s, &got);
+	int rc = route_parse_id(s, &got);
 
-	check(rc == reference_id(s, &want), "http_parse_id accepts wrongly", s);
-	check(rc != 0 || got == want, "http_parse_id reads a wrong value", s);
-	check(rc == 0 || got == -7, "http_parse_id wrote on a refusal", s);
+	check(rc == reference_id(s, &want), "route_parse_id accepts wrongly",
+	      s);
+	check(rc != 0 || got == want, "route_parse_id reads a wrong value", s);
+	check(rc == 0 || got == -7, "route_parse_id wrote on a refusal", s);
 }
 
 static void check_limit(const char *s, int default_limit, int max_limit)
 {
 	int64_t want;
 	int got = -7;
-	int rc = http_parse_limit(s, default_limit, max_limit, &got);
+	int rc = route_parse_limit(s, default_limit, max_limit, &got);
 
 	if (!s) {
 		check(rc == 0 &&
@@ -76,23 +77,23 @@ static void check_route(const char *path, size_t id_size)
 {
 	static const struct {
 		const char *prefix;
-		enum http_route route;
+		enum route route;
 	} with_id[] = {
-	    {"/events/", HTTP_ROUTE_EVENT},
-	    {"/bookings/", HTTP_ROUTE_BOOKING},
-	    {"/holds/", HTTP_ROUTE_HOLD},
-	    {"/requests/", HTTP_ROUTE_REQUEST},
+	    {"/events/", ROUTE_EVENT},
+	    {"/bookings/", ROUTE_BOOKING},
+	    {"/holds/", ROUTE_HOLD},
+	    {"/requests/", ROUTE_REQUEST},
 	};
 	char *id = malloc(id_size);
-	enum http_route route;
+	enum route route;
 	size_t i;
 
 	if (!id)
 		return;
 	/* Poison it, so that a missing NUL shows under ASan. */
 	memset(id, 'x', id_size);
-	route = http_route_parse(path, id, id_size);
-	check(route <= HTTP_ROUTE_BAD_ID, "route out of range", path);
+	route = route_parse(path, id, id_size);
+	check(route <= ROUTE_BAD_ID, "route out of range", path);
 	check(memchr(id, '\0', id_size) != NULL, "id not terminated", path);
 	for (i = 0; i < sizeof(with_id) / sizeof(with_id[0]); i++) {
 		if (with_id[i].route == route)
@@ -106,14 +107,14 @@ static void check_route(const char *path, size_t id_size)
 		      path);
 		check(strcmp(path + plen, id) == 0, "id is not the rest", path);
 		check(id[0] != '\0' && !strchr(id, '/'), "id segment", path);
-		if (route == HTTP_ROUTE_REQUEST)
+		if (route == ROUTE_REQUEST)
 			(void)request_id_valid(id, strlen(id));
 		else
 			check_id(id);
 	} else {
 		check(id[0] == '\0', "id set for a route without one", path);
 	}
-	if (route == HTTP_ROUTE_BAD_ID)
+	if (route == ROUTE_BAD_ID)
 		check(strlen(path) >= id_size, "BAD_ID for an id that fits",
 		      path);
 	free(id);

@@ -7,37 +7,36 @@
 
 #include <cmocka.h>
 
-#include "http.h"
+#include "route.h"
 
 static void test_routes(void **state)
 {
 	static const struct {
 		const char *url;
-		enum http_route route;
+		enum route route;
 		const char *id;
 	} cases[] = {
-	    {"/events", HTTP_ROUTE_EVENTS, ""},
-	    {"/bookings", HTTP_ROUTE_BOOKINGS, ""},
-	    {"/healthz", HTTP_ROUTE_HEALTHZ, ""},
-	    {"/readyz", HTTP_ROUTE_READYZ, ""},
-	    {"/metrics", HTTP_ROUTE_METRICS, ""},
-	    {"/events/42", HTTP_ROUTE_EVENT, "42"},
-	    {"/bookings/7", HTTP_ROUTE_BOOKING, "7"},
-	    {"/holds/9007199254740991", HTTP_ROUTE_HOLD, "9007199254740991"},
-	    {"/requests/r-1", HTTP_ROUTE_REQUEST, "r-1"},
-	    {"/requests/a:b.c_d", HTTP_ROUTE_REQUEST, "a:b.c_d"},
+	    {"/events", ROUTE_EVENTS, ""},
+	    {"/bookings", ROUTE_BOOKINGS, ""},
+	    {"/healthz", ROUTE_HEALTHZ, ""},
+	    {"/readyz", ROUTE_READYZ, ""},
+	    {"/metrics", ROUTE_METRICS, ""},
+	    {"/events/42", ROUTE_EVENT, "42"},
+	    {"/bookings/7", ROUTE_BOOKING, "7"},
+	    {"/holds/9007199254740991", ROUTE_HOLD, "9007199254740991"},
+	    {"/requests/r-1", ROUTE_REQUEST, "r-1"},
+	    {"/requests/a:b.c_d", ROUTE_REQUEST, "a:b.c_d"},
 	    /* The router only cuts the id out; whether it is one is
-	     * http_parse_id's (or request_id_valid's) business. */
-	    {"/events/abc", HTTP_ROUTE_EVENT, "abc"},
-	    {"/holds/-1", HTTP_ROUTE_HOLD, "-1"},
+	     * route_parse_id's (or request_id_valid's) business. */
+	    {"/events/abc", ROUTE_EVENT, "abc"},
+	    {"/holds/-1", ROUTE_HOLD, "-1"},
 	};
 	char id[32];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memset(id, 'x', sizeof(id));
-		if (http_route_parse(cases[i].url, id, sizeof(id)) !=
-		    cases[i].route)
+		if (route_parse(cases[i].url, id, sizeof(id)) != cases[i].route)
 			fail_msg("%s: wrong route", cases[i].url);
 		assert_string_equal(id, cases[i].id);
 	}
@@ -80,8 +79,7 @@ static void test_not_found(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
-		if (http_route_parse(urls[i], id, sizeof(id)) !=
-		    HTTP_ROUTE_NOT_FOUND)
+		if (route_parse(urls[i], id, sizeof(id)) != ROUTE_NOT_FOUND)
 			fail_msg("%s: routed", urls[i]);
 		assert_string_equal(id, "");
 	}
@@ -94,29 +92,26 @@ static void test_overlong_id(void **state)
 	char small[1];
 
 	(void)state;
-	assert_int_equal(http_route_parse("/events/1234567", id, sizeof(id)),
-			 HTTP_ROUTE_EVENT);
+	assert_int_equal(route_parse("/events/1234567", id, sizeof(id)),
+			 ROUTE_EVENT);
 	assert_string_equal(id, "1234567");
-	assert_int_equal(http_route_parse("/events/12345678", id, sizeof(id)),
-			 HTTP_ROUTE_BAD_ID);
+	assert_int_equal(route_parse("/events/12345678", id, sizeof(id)),
+			 ROUTE_BAD_ID);
 	assert_string_equal(id, "");
-	assert_int_equal(
-	    http_route_parse("/bookings/123456789", id, sizeof(id)),
-	    HTTP_ROUTE_BAD_ID);
-	assert_int_equal(http_route_parse("/holds/123456789", id, sizeof(id)),
-			 HTTP_ROUTE_BAD_ID);
-	assert_int_equal(
-	    http_route_parse("/requests/abcdefghi", id, sizeof(id)),
-	    HTTP_ROUTE_BAD_ID);
+	assert_int_equal(route_parse("/bookings/123456789", id, sizeof(id)),
+			 ROUTE_BAD_ID);
+	assert_int_equal(route_parse("/holds/123456789", id, sizeof(id)),
+			 ROUTE_BAD_ID);
+	assert_int_equal(route_parse("/requests/abcdefghi", id, sizeof(id)),
+			 ROUTE_BAD_ID);
 	/* Nested wins over long: it is not a known path at all. */
-	assert_int_equal(
-	    http_route_parse("/events/123456789/x", id, sizeof(id)),
-	    HTTP_ROUTE_NOT_FOUND);
+	assert_int_equal(route_parse("/events/123456789/x", id, sizeof(id)),
+			 ROUTE_NOT_FOUND);
 	/* Room for the NUL only. */
-	assert_int_equal(http_route_parse("/events/1", small, sizeof(small)),
-			 HTTP_ROUTE_BAD_ID);
-	assert_int_equal(http_route_parse("/events", small, sizeof(small)),
-			 HTTP_ROUTE_EVENTS);
+	assert_int_equal(route_parse("/events/1", small, sizeof(small)),
+			 ROUTE_BAD_ID);
+	assert_int_equal(route_parse("/events", small, sizeof(small)),
+			 ROUTE_EVENTS);
 
 	/* What the server uses: 160 bytes, so 159 fit. */
 	{
@@ -125,13 +120,13 @@ static void test_overlong_id(void **state)
 
 		memset(url + 10, 'r', 159);
 		url[169] = '\0';
-		assert_int_equal(http_route_parse(url, big, sizeof(big)),
-				 HTTP_ROUTE_REQUEST);
+		assert_int_equal(route_parse(url, big, sizeof(big)),
+				 ROUTE_REQUEST);
 		assert_int_equal(strlen(big), 159);
 		url[169] = 'r';
 		url[170] = '\0';
-		assert_int_equal(http_route_parse(url, big, sizeof(big)),
-				 HTTP_ROUTE_BAD_ID);
+		assert_int_equal(route_parse(url, big, sizeof(big)),
+				 ROUTE_BAD_ID);
 	}
 }
 
@@ -160,24 +155,24 @@ static void test_ids(void **state)
 	int64_t v;
 
 	(void)state;
-	assert_int_equal(http_parse_id("1", &v), 0);
+	assert_int_equal(route_parse_id("1", &v), 0);
 	assert_int_equal(v, 1);
 	/* Leading zeros are read as decimal, not octal: 007 is 7. */
-	assert_int_equal(http_parse_id("007", &v), 0);
+	assert_int_equal(route_parse_id("007", &v), 0);
 	assert_int_equal(v, 7);
-	assert_int_equal(http_parse_id("010", &v), 0);
+	assert_int_equal(route_parse_id("010", &v), 0);
 	assert_int_equal(v, 10);
-	assert_int_equal(http_parse_id("0000000000000001", &v), 0);
+	assert_int_equal(route_parse_id("0000000000000001", &v), 0);
 	assert_int_equal(v, 1);
-	assert_int_equal(http_parse_id("9007199254740991", &v), 0);
+	assert_int_equal(route_parse_id("9007199254740991", &v), 0);
 	assert_int_equal(v, 9007199254740991LL);
-	assert_int_equal(http_parse_id("1234567890123456", &v), 0);
+	assert_int_equal(route_parse_id("1234567890123456", &v), 0);
 	assert_int_equal(v, 1234567890123456LL);
 
-	assert_int_equal(http_parse_id(NULL, &v), -1);
+	assert_int_equal(route_parse_id(NULL, &v), -1);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = 12345;
-		if (http_parse_id(bad[i], &v) != -1)
+		if (route_parse_id(bad[i], &v) != -1)
 			fail_msg("accepted \"%s\"", bad[i]);
 		/* A refusal leaves out alone. */
 		assert_int_equal(v, 12345);
@@ -194,28 +189,29 @@ static void test_limits(void **state)
 
 	(void)state;
 	/* Absent: the default, capped to the maximum. */
-	assert_int_equal(http_parse_limit(NULL, 50, 500, &limit), 0);
+	assert_int_equal(route_parse_limit(NULL, 50, 500, &limit), 0);
 	assert_int_equal(limit, 50);
-	assert_int_equal(http_parse_limit(NULL, 50, 20, &limit), 0);
+	assert_int_equal(route_parse_limit(NULL, 50, 20, &limit), 0);
 	assert_int_equal(limit, 20);
-	assert_int_equal(http_parse_limit(NULL, 50, 50, &limit), 0);
+	assert_int_equal(route_parse_limit(NULL, 50, 50, &limit), 0);
 	assert_int_equal(limit, 50);
 	/* 1..max. */
-	assert_int_equal(http_parse_limit("1", 50, 500, &limit), 0);
+	assert_int_equal(route_parse_limit("1", 50, 500, &limit), 0);
 	assert_int_equal(limit, 1);
-	assert_int_equal(http_parse_limit("500", 50, 500, &limit), 0);
+	assert_int_equal(route_parse_limit("500", 50, 500, &limit), 0);
 	assert_int_equal(limit, 500);
-	assert_int_equal(http_parse_limit("050", 50, 500, &limit), 0);
+	assert_int_equal(route_parse_limit("050", 50, 500, &limit), 0);
 	assert_int_equal(limit, 50);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		limit = 77;
-		if (http_parse_limit(bad[i], 50, 500, &limit) != -1)
+		if (route_parse_limit(bad[i], 50, 500, &limit) != -1)
 			fail_msg("accepted limit \"%s\"", bad[i]);
 		assert_int_equal(limit, 77);
 	}
 	/* Far above an int: refused, not wrapped round into range. */
-	assert_int_equal(http_parse_limit("4294967297", 50, 500, &limit), -1);
-	assert_int_equal(http_parse_limit("4294967297", 50, 10000, &limit), -1);
+	assert_int_equal(route_parse_limit("4294967297", 50, 500, &limit), -1);
+	assert_int_equal(route_parse_limit("4294967297", 50, 10000, &limit),
+			 -1);
 }
 
 static void test_customers(void **state)
@@ -223,21 +219,21 @@ static void test_customers(void **state)
 	char long_name[300];
 
 	(void)state;
-	assert_true(http_customer_valid("alice@example.com"));
-	assert_true(
-	    http_customer_valid("J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x8e\xab"));
-	assert_false(http_customer_valid(""));
-	assert_false(http_customer_valid("\xff"));	   /* not UTF-8 */
-	assert_false(http_customer_valid("a\xc3"));	   /* cut short */
-	assert_false(http_customer_valid("\xc0\xaf"));	   /* overlong '/' */
-	assert_false(http_customer_valid("\xed\xa0\x80")); /* a surrogate */
-	assert_false(http_customer_valid("\xf4\x90\x80\x80")); /* > U+10FFFF */
+	assert_true(route_customer_valid("alice@example.com"));
+	assert_true(route_customer_valid(
+	    "J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x8e\xab"));
+	assert_false(route_customer_valid(""));
+	assert_false(route_customer_valid("\xff"));	    /* not UTF-8 */
+	assert_false(route_customer_valid("a\xc3"));	    /* cut short */
+	assert_false(route_customer_valid("\xc0\xaf"));	    /* overlong '/' */
+	assert_false(route_customer_valid("\xed\xa0\x80")); /* a surrogate */
+	assert_false(route_customer_valid("\xf4\x90\x80\x80")); /* > U+10FFFF */
 	memset(long_name, 'c', sizeof(long_name));
 	long_name[254] = '\0';
-	assert_true(http_customer_valid(long_name));
+	assert_true(route_customer_valid(long_name));
 	long_name[254] = 'c';
 	long_name[255] = '\0';
-	assert_false(http_customer_valid(long_name));
+	assert_false(route_customer_valid(long_name));
 }
 
 int main(void)
