@@ -27,17 +27,19 @@ int route_parse_id(const char *s, int64_t *out)
 	return 0;
 }
 
-int route_customer_valid(const char *s)
+int route_customer_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t len = strlen(s);
+	const unsigned char *end = p + len;
 
 	if (len < 1 || len > 254)
 		return 0;
-	while (*p) {
+	while (p < end) {
 		unsigned int c = *p, min;
 		int more;
 
+		if (c == 0)
+			return 0;
 		if (c < 0x80) {
 			p++;
 			continue;
@@ -58,8 +60,8 @@ int route_customer_valid(const char *s)
 			return 0;
 		}
 		for (p++; more > 0; more--, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return 0; /* also the terminating NUL */
+			if (p >= end || (*p & 0xc0) != 0x80)
+				return 0;
 			c = (c << 6) | (*p & 0x3f);
 		}
 		/* No overlong forms, surrogates or code points past U+10FFFF.
