@@ -26,19 +26,22 @@ BUILD = build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)),)
 comma := ,
 
 DAEMON_MODULES = buf clock config log request outcome offsets job kafka \
+	availability cache \
 	metrics pg pgarray sql ledger txn views publisher worker consumer \
-	reaper route http
+	reaper route http secret pgcheck kafkacheck
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
 	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o \
-	$(BUILD)/src/outcome.o $(BUILD)/src/buf.o
+	$(BUILD)/src/outcome.o $(BUILD)/src/buf.o $(BUILD)/src/secret.o \
+	$(BUILD)/src/pgcheck.o $(BUILD)/src/kafkacheck.o
 obj = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(1)))
 
 # Each unit test links only the modules it tests and what they need (the
 # link line is the proof that a module is pure: the ledger's has neither
 # libpq nor librdkafka). LIBS_<test> names the libraries beyond cmocka.
 UNIT_TESTS = test_request test_offsets test_config test_http_parse \
-	test_ledger test_ledger_model test_worker test_publisher test_job
+	test_ledger test_ledger_model test_worker test_publisher test_secret \
+	test_pgcheck test_job
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
 # Module tests that need a real PostgreSQL: run by the system tests.
 DB_TEST_BINS = $(BUILD)/tests/db/test_pg
@@ -46,7 +49,7 @@ CODEC = request outcome buf
 OBJS_test_request = $(call obj,$(CODEC))
 LIBS_test_request = -ljansson
 OBJS_test_offsets = $(call obj,offsets)
-OBJS_test_config = $(call obj,config log)
+OBJS_test_config = $(call obj,config log secret)
 LIBS_test_config = -lconfig
 OBJS_test_http_parse = $(call obj,route)
 OBJS_test_ledger = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
@@ -61,8 +64,12 @@ OBJS_test_worker = $(call obj,worker clock log metrics $(CODEC))
 LIBS_test_worker = -ljansson -lpthread -Wl,--wrap=outcome_render
 # The publisher against librdkafka's in-process mock cluster.
 OBJS_test_publisher = $(call obj,publisher kafka config log metrics clock job \
-	$(CODEC))
+	secret $(CODEC))
 LIBS_test_publisher = -lrdkafka -ljansson -lconfig -lpthread
+# Secrets' masking and files: pure. The PostgreSQL check: libpq alone.
+OBJS_test_secret = $(call obj,secret)
+OBJS_test_pgcheck = $(call obj,pgcheck)
+LIBS_test_pgcheck = -lpq
 
 .PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \
 	install uninstall clean format format-check check-config valgrind \
@@ -116,7 +123,7 @@ test-system: all $(DB_TEST_BINS) ## run the system tests only (real Kafka + Post
 check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
 	$(BUILD)/tests/unit/test_config
 
-up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/)
+up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/; TICKETD_STACK_SECURE=1: over SASL_SSL and TLS)
 	scripts/stack.sh up
 	scripts/run-ticketd.sh start
 
@@ -225,6 +232,7 @@ install: all ## install binaries, config and systemd unit (PREFIX, DESTDIR)
 	install -m 644 etc/ticketd.conf $(DESTDIR)$(SYSCONFDIR)/ticketd/ticketd.conf
 	install -m 644 db/schema.sql db/seed.sql db/check.sql \
 		db/migrate-2026-11-26.sql db/migrate-2026-11-26b.sql \
+		db/migrate-2026-12-01a.sql db/migrate-2026-12-01b.sql \
 		$(DESTDIR)$(PREFIX)/share/ticketd/
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		etc/ticketd.service.in > $(DESTDIR)$(UNITDIR)/ticketd.service

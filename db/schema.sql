@@ -6,9 +6,10 @@
 -- nothing for an id.
 --
 -- The invariant lives here as far as a constraint can hold it:
---   0 <= remaining <= capacity on every section.
--- The rest (capacity - remaining = confirmed seats + active held seats) is
--- checked by db/check.sql.
+--   0 <= remaining <= capacity and 0 <= held <= capacity - remaining on
+--   every section.
+-- The rest (capacity - remaining = confirmed seats + active held seats, and
+-- held = active held seats) is checked by db/check.sql.
 
 CREATE SEQUENCE IF NOT EXISTS events_id_seq START 1000;
 CREATE SEQUENCE IF NOT EXISTS sections_id_seq START 1000;
@@ -29,8 +30,17 @@ CREATE TABLE IF NOT EXISTS sections (
     name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     capacity    integer NOT NULL CHECK (capacity >= 0),
     remaining   integer NOT NULL,
+    -- Seats of the section's active holds, kept beside remaining by the
+    -- same transactions (booked = capacity - remaining - held): reading a
+    -- section's availability costs one row, however many seats it sold.
+    held        integer NOT NULL DEFAULT 0,
+    -- Raised by every change of remaining or held, in the same UPDATE:
+    -- the availability stream's order per section.
+    version     bigint NOT NULL DEFAULT 1,
     CONSTRAINT sections_remaining_nonnegative CHECK (remaining >= 0),
     CONSTRAINT sections_remaining_le_capacity CHECK (remaining <= capacity),
+    CONSTRAINT sections_held_nonnegative CHECK (held >= 0),
+    CONSTRAINT sections_held_le_taken CHECK (held <= capacity - remaining),
     -- The target of the (section_id, event_id) foreign keys below: a hold
     -- or booking names its section and that section's own event.
     CONSTRAINT sections_id_event_id UNIQUE (id, event_id)
@@ -112,15 +122,18 @@ CREATE TABLE IF NOT EXISTS processed_requests (
 CREATE INDEX IF NOT EXISTS processed_requests_request_id_own_key
     ON processed_requests (request_id) WHERE request_id <> idempotency_key;
 
--- The invariant, per section: 0 <= remaining <= capacity and
--- capacity - remaining = confirmed seats + seats of active holds.
--- `ticket-flood --verify` and the system tests read it; so can you:
+-- The invariant, per section: 0 <= remaining <= capacity,
+-- capacity - remaining = confirmed seats + seats of active holds, and the
+-- held counter equals the seats of active holds (so it cannot drift
+-- unseen). `ticket-flood --verify` and the system tests read it; so can you:
 --   SELECT * FROM section_invariant WHERE NOT ok;
 CREATE OR REPLACE VIEW section_invariant AS
 SELECT s.id AS section_id, s.event_id, s.capacity, s.remaining,
        coalesce(b.seats, 0) AS booked, coalesce(h.seats, 0) AS held,
        (s.remaining BETWEEN 0 AND s.capacity
-        AND s.capacity - s.remaining = coalesce(b.seats, 0) + coalesce(h.seats, 0)) AS ok
+        AND s.capacity - s.remaining = coalesce(b.seats, 0) + coalesce(h.seats, 0)
+        AND s.held = coalesce(h.seats, 0)) AS ok,
+       s.held AS held_counter
 FROM sections s
 LEFT JOIN (SELECT section_id, sum(quantity) AS seats FROM bookings
            WHERE status = 'confirmed' GROUP BY section_id) b ON b.section_id = s.id

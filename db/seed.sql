@@ -9,4 +9,5 @@ DELETE FROM holds WHERE section_id = 100;
 
 INSERT INTO sections (id, event_id, name, capacity, remaining)
 VALUES (100, 99, 'Floor', 5, 5)
-ON CONFLICT (id) DO UPDATE SET capacity = 5, remaining = 5;
+ON CONFLICT (id) DO UPDATE SET capacity = 5, remaining = 5, held = 0,
+    version = sections.version + 1;

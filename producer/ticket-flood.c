@@ -7,8 +7,10 @@
  */
 #include "config.h"
 #include "kafka.h"
+#include "kafkacheck.h"
 #include "log.h"
 #include "outcome.h"
+#include "pgcheck.h"
 #include "request.h"
 
 #include <getopt.h>
@@ -24,8 +26,10 @@
 #include <unistd.h>
 
 struct options {
-	const char *brokers;
-	const char *pg;
+	const char *brokers; /* NULL: ticketd's setting brokers */
+	const char *pg;	     /* NULL: ticketd's setting pg_conninfo */
+	const char *config;  /* ticketd's settings file, or NULL */
+	const struct config *cfg;
 	const char *request_topic;
 	const char *reply_topic;
 	long count;
@@ -114,8 +118,17 @@ static void usage(FILE *out)
 	    "only)\n"
 	    "  -t, --timeout S       seconds to wait for the replies (default "
 	    "60)\n"
-	    "  -b, --brokers LIST    Kafka brokers (default $TICKETD_BROKERS)\n"
-	    "  -p, --pg CONNINFO     PostgreSQL (default $TICKETD_PG)\n"
+	    "  -b, --brokers LIST    Kafka brokers (default: ticketd's "
+	    "brokers)\n"
+	    "  -p, --pg CONNINFO     PostgreSQL (default: ticketd's "
+	    "pg_conninfo)\n"
+	    "      --config FILE     ticketd's settings file: brokers, "
+	    "pg_conninfo and\n"
+	    "                        the security settings (kafka_properties,\n"
+	    "                        kafka_sasl_password_file, pg_passfile) "
+	    "come from it\n"
+	    "                        and from TICKETD_* variables, as for "
+	    "ticketd\n"
 	    "      --request-topic T (default bookings.requests)\n"
 	    "      --reply-topic T   (default bookings.replies)\n"
 	    "      --quiet           no progress line\n"
@@ -161,6 +174,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"reply-topic", required_argument, NULL, 'P'},
 	    {"quiet", no_argument, NULL, 'Q'},
 	    {"echo", no_argument, NULL, 'X'},
+	    {"config", required_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -168,8 +182,6 @@ static int parse_options(int argc, char **argv, struct options *o)
 	int opt;
 
 	*o = (struct options){
-	    .brokers = getenv("TICKETD_BROKERS"),
-	    .pg = getenv("TICKETD_PG"),
 	    .request_topic = "bookings.requests",
 	    .reply_topic = "bookings.replies",
 	    .count = 10,
@@ -183,10 +195,6 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    .ttl_s = 30,
 	    .expect_confirmed = -1,
 	};
-	if (!o->brokers)
-		o->brokers = "127.0.0.1:9092";
-	if (!o->pg)
-		o->pg = "dbname=ticketd";
 	while ((opt = getopt_long(argc, argv, "n:q:e:s:c:r:t:b:p:h", longopts,
 				  NULL)) != -1) {
 		int bad = 0;
@@ -264,6 +272,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'X':
 			o->echo = 1;
+			break;
+		case 'K':
+			o->config = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -348,7 +359,8 @@ static int fresh_seed(PGconn *conn, const struct options *o)
 		    "SELECT s, $1::bigint, 'section ' || s, $4::int, $4::int "
 		    "FROM generate_series($2::bigint, $3::bigint) s "
 		    "ON CONFLICT (id) DO UPDATE SET event_id = $1::bigint, "
-		    "capacity = $4::int, remaining = $4::int",
+		    "capacity = $4::int, remaining = $4::int, held = 0, "
+		    "version = sections.version + 1",
 		    4, params) != 0 ||
 	    db_exec(conn, "COMMIT", 0, NULL) != 0)
 		return -1;
@@ -490,6 +502,8 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 
 	bad |= kafka_conf_set(conf, "bootstrap.servers", o->brokers, errstr,
 			      sizeof(errstr));
+	bad |=
+	    kafka_conf_apply_user(conf, o->cfg, NULL, errstr, sizeof(errstr));
 	kafka_conf_set_logging(conf);
 	if (type == RD_KAFKA_PRODUCER) {
 		/* As ticketd's reply producer, so that the --echo relay is
@@ -970,7 +984,8 @@ static int run_echo(const struct options *o)
 			   sizeof(errstr)) ||
 	    kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
 			   sizeof(errstr)) ||
-	    kafka_conf_set_fetch(conf, errstr, sizeof(errstr))) {
+	    kafka_conf_set_fetch(conf, errstr, sizeof(errstr)) ||
+	    kafka_conf_apply_user(conf, o->cfg, NULL, errstr, sizeof(errstr))) {
 		fprintf(stderr, "ticket-flood: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);
 		return 2;
@@ -1037,9 +1052,48 @@ static int run_echo(const struct options *o)
 	return 0;
 }
 
+/*
+ * ticketd's settings (--config, TICKETD_* variables) fill in what the
+ * command line did not say, and the Kafka and PostgreSQL credentials are
+ * tried before anything is sent: a refusal ends the run with what is wrong
+ * (0, or -1 after printing it).
+ */
+static int settings_load(struct options *o, struct config *cfg, int need_db,
+			 int need_kafka)
+{
+	char errstr[1024];
+
+	if (config_load(cfg, o->config, errstr, sizeof(errstr)) != 0) {
+		fprintf(stderr, "ticket-flood: %s\n", errstr);
+		return -1;
+	}
+	o->cfg = cfg;
+	if (!o->brokers)
+		o->brokers = cfg->brokers;
+	if (!o->pg)
+		o->pg = cfg->pg_conninfo;
+	if (cfg->pg_passfile[0] && setenv("PGPASSFILE", cfg->pg_passfile, 1)) {
+		fprintf(stderr, "ticket-flood: cannot set PGPASSFILE\n");
+		return -1;
+	}
+	if (need_db &&
+	    pgcheck_run(o->pg, 0, errstr, sizeof(errstr)) != PGCHECK_OK) {
+		fprintf(stderr, "ticket-flood: %s\n", errstr);
+		return -1;
+	}
+	if (need_kafka &&
+	    kafkacheck_run(cfg, RD_KAFKA_PRODUCER, NULL, 10000, errstr,
+			   sizeof(errstr)) == KAFKACHECK_REFUSED) {
+		fprintf(stderr, "ticket-flood: %s\n", errstr);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
+	struct config cfg;
 	struct flood f;
 	PGconn *conn = NULL;
 	int rc = 0;
@@ -1051,17 +1105,28 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	if (o.echo)
-		return run_echo(&o);
+	if (settings_load(&o, &cfg, !o.echo && (!o.no_verify || o.fresh_seed),
+			  !o.verify_only) != 0) {
+		config_free(&cfg);
+		return 2;
+	}
+	if (o.echo) {
+		rc = run_echo(&o);
+		config_free(&cfg);
+		return rc;
+	}
 	if (!o.no_verify || o.fresh_seed) {
 		conn = db_connect(&o);
-		if (!conn)
+		if (!conn) {
+			config_free(&cfg);
 			return 2;
+		}
 	}
 	if (o.verify_only) {
 		int problems = verify(conn, &o, 1);
 
 		PQfinish(conn);
+		config_free(&cfg);
 		if (problems == 0)
 			printf("invariant ok: every section, every request at "
 			       "most once\n");
@@ -1069,6 +1134,7 @@ int main(int argc, char **argv)
 	}
 	if (o.fresh_seed && fresh_seed(conn, &o) != 0) {
 		PQfinish(conn);
+		config_free(&cfg);
 		return 2;
 	}
 
@@ -1146,5 +1212,6 @@ done:
 	free(f.pending_types);
 	if (conn)
 		PQfinish(conn);
+	config_free(&cfg);
 	return rc;
 }

@@ -3,18 +3,22 @@ design (pgbench), ticketd with batch_max=1, ticketd as shipped, and the
 Kafka path alone, on the same broker, database and message count.
 
 Rows 2-4 are driven by ticket-flood; row 1 by pgbench with 16 clients.
-Prints one table per workload, the latency line, and, when the hot
-workload ran, ends with
+Prints one table per workload, the latency line, the readers' lines
+(availability read over HTTP while a section holds 1,000,000 bookings,
+driven by vegeta), and, when the hot workload ran, ends with
     hot speed-up vs per-request: N.Nx; vs Kafka path: N.Nx
 """
 
 import argparse
+import json
 import os
+import statistics
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -140,7 +144,8 @@ def reset(stack, event, first, count, capacity):
     stack.query("DELETE FROM holds WHERE section_id BETWEEN %s AND %s", (first, first + count - 1))
     stack.query("INSERT INTO sections (id, event_id, name, capacity, remaining) "
                 "SELECT s, %s, 's' || s, %s, %s FROM generate_series(%s, %s) s "
-                "ON CONFLICT (id) DO UPDATE SET capacity = EXCLUDED.capacity, remaining = EXCLUDED.remaining",
+                "ON CONFLICT (id) DO UPDATE SET capacity = EXCLUDED.capacity, "
+                "remaining = EXCLUDED.remaining, held = 0, version = sections.version + 1",
                 (event, capacity, capacity, first, first + count - 1))
 
 
@@ -179,6 +184,143 @@ def run_kafka_row(stack, topic, reply_topic, flood_args):
             "p99": f["p99"], "max": f["max"], "lost": sent - int(f["answered"])}
 
 
+VEGETA = os.path.join(REPO, ".cache", "go", "bin", "vegeta")
+
+
+def vegeta(url, rate, seconds, connections=64, stop=None):
+    """GET url from `connections` keep-alive connections at `rate` a second
+    (0: as fast as they answer) for `seconds`, or until stop (a
+    threading.Event) is set; vegeta's JSON report."""
+    attack = subprocess.Popen(
+        [VEGETA, "attack", "-rate=%d/s" % rate if rate else "-rate=0",
+         "-duration=%ds" % seconds, "-connections=%d" % connections,
+         "-max-connections=%d" % connections, "-workers=%d" % connections,
+         "-max-workers=%d" % connections, "-keepalive=true", "-timeout=10s"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    attack.stdin.write(("GET %s\n" % url).encode())
+    attack.stdin.close()
+    if stop is not None:
+        while attack.poll() is None and not stop.wait(0.1):
+            pass
+        if attack.poll() is None:
+            attack.send_signal(signal.SIGINT)  # vegeta stops and reports
+    results = attack.stdout.read()
+    attack.wait(60)
+    report = subprocess.run([VEGETA, "report", "-type=json"], input=results,
+                            capture_output=True, timeout=120)
+    return json.loads(report.stdout)
+
+
+def seed_bookings(stack, event, section, bookings):
+    """A section holding `bookings` one-seat bookings (made in SQL: the
+    readers' figures need the rows, not the way they came)."""
+    stack.query("INSERT INTO events (id, name) VALUES (%s, 'readers') "
+                "ON CONFLICT DO NOTHING", (event,))
+    stack.query("DELETE FROM bookings WHERE section_id = %s", (section,))
+    stack.query("DELETE FROM holds WHERE section_id = %s", (section,))
+    stack.query("INSERT INTO sections (id, event_id, name, capacity, remaining) "
+                "VALUES (%s, %s, 'readers', 100000000, 100000000) "
+                "ON CONFLICT (id) DO UPDATE SET event_id = EXCLUDED.event_id, "
+                "capacity = 100000000, remaining = 100000000, held = 0, "
+                "version = sections.version + 1",
+                (section, event))
+    if bookings:
+        stack.query("INSERT INTO bookings (event_id, section_id, quantity, customer, "
+                    "request_key) SELECT %s, %s, 1, 'r' || (g %% 5000), 'seeded-' || "
+                    "%s || '-' || g FROM generate_series(1, %s) g",
+                    (event, section, section, bookings))
+        stack.query("UPDATE sections SET remaining = remaining - %s, "
+                    "version = version + 1 WHERE id = %s", (bookings, section))
+    stack.query("ANALYZE bookings")
+
+
+def spread(values, spec="%.0f"):
+    return "%s (%s-%s)" % (spec % statistics.median(values), spec % min(values),
+                           spec % max(values))
+
+
+def run_readers(stack, args):
+    """Issue 13's figures: (a) readers at 2,000/s during a hot flood
+    against the same flood alone, interleaved; (b) readers alone, as fast
+    as 64 connections go; (c) the uncached cost of an event's view at 0
+    and at 1,000,000 bookings, interleaved."""
+    if not os.path.exists(VEGETA):
+        print("\nreaders: not measured (no %s; scripts/deps.sh --bench installs "
+              "it)" % VEGETA)
+        return
+    seed_bookings(stack, 505, 2100, args.reader_bookings)
+    seed_bookings(stack, 506, 2101, 0)
+    stack.create_topic("bench.readers", partitions=4)
+    n = args.reader_flood
+    where = ["--fresh-seed", "--event", "507", "--section", "2102", "--sections", "1",
+             "--capacity", "100000000", "-n", str(n), "-q", "1",
+             "-c", str(args.concurrency), "-t", "600"]
+    alone_rates, with_rates, p99s, errors = [], [], [], 0
+    for _ in range(args.reader_rounds):
+        reset(stack, 507, 2102, 1, 100000000)
+        t = Ticketd(stack, name="readers", request_topic="bench.readers",
+                    group_id="bench-readers", log_level="warn")
+        t.start()
+        url = "http://127.0.0.1:%d/events/505" % t.http_port
+        try:
+            f = flood(stack, "bench.readers", *where)
+            alone_rates.append(float(f["answered"]) / float(f["seconds"]))
+            reset(stack, 507, 2102, 1, 100000000)
+            done = threading.Event()
+            box = {}
+            reader = threading.Thread(target=lambda: box.update(
+                r=vegeta(url, 2000, 600, stop=done)))
+            reader.start()
+            time.sleep(1)  # the readers are at their rate before the flood
+            try:
+                f = flood(stack, "bench.readers", *where)
+            finally:
+                done.set()
+                reader.join()
+            with_rates.append(float(f["answered"]) / float(f["seconds"]))
+            r = box["r"]
+            p99s.append(r["latencies"]["99th"] / 1e6)
+            errors += r["requests"] - int(round(r["success"] * r["requests"]))
+        finally:
+            t.stop()
+    ratios = [w / a for w, a in zip(with_rates, alone_rates)]
+    print("\nreaders (a): GET /events/{id} of a section with %d bookings at 2000/s "
+          "from 64 connections during a hot flood of %d, %d rounds interleaved: "
+          "flood %s requests/s alone, %s with readers, ratio %s; readers' p99 %s ms, "
+          "%d failed" % (args.reader_bookings, n, args.reader_rounds, spread(alone_rates),
+                         spread(with_rates), spread(ratios, "%.2fx"),
+                         spread(p99s, "%.1f"), errors))
+
+    t = Ticketd(stack, name="readers-alone", request_topic="bench.readers",
+                group_id="bench-readers-alone", log_level="warn")
+    t.start()
+    try:
+        r = vegeta("http://127.0.0.1:%d/events/505" % t.http_port, 0, 10)
+    finally:
+        t.stop()
+    print("readers (b): alone, 64 connections, 10 s: %.0f answers/s, p99 %.1f ms, "
+          "%d failed" % (r["throughput"], r["latencies"]["99th"] / 1e6,
+                         r["requests"] - int(round(r["success"] * r["requests"]))))
+
+    t = Ticketd(stack, name="readers-uncached", request_topic="bench.readers",
+                group_id="bench-readers-uncached", log_level="warn", http_cache_ms=0)
+    t.start()
+    rates = {505: [], 506: []}
+    try:
+        for _ in range(args.reader_rounds):
+            for event in (506, 505):
+                r = vegeta("http://127.0.0.1:%d/events/%d" % (t.http_port, event), 0, 5,
+                           connections=8)
+                rates[event].append(r["throughput"])
+    finally:
+        t.stop()
+    cost = [1e6 / a / (1e6 / b) for a, b in zip(rates[505], rates[506])]
+    print("readers (c): uncached (http_cache_ms=0), 8 connections, 5 s each, %d rounds "
+          "interleaved: %s answers/s at 0 bookings, %s at %d; cost at %d / cost at 0: %s"
+          % (args.reader_rounds, spread(rates[506]), spread(rates[505]),
+             args.reader_bookings, args.reader_bookings, spread(cost, "%.2fx")))
+
+
 def fmt(v, spec="%.0f"):
     return spec % v if isinstance(v, (int, float)) else str(v)
 
@@ -206,11 +348,17 @@ def main():
     ap.add_argument("--rate", type=int, default=5000, help="offered rate of the latency mode")
     ap.add_argument("--rss-flood", type=int, default=0,
                     help="also flood this many requests for the peak RSS (e.g. 1000000)")
-    ap.add_argument("--workloads", default="hot,spread,sell-out,latency",
+    ap.add_argument("--workloads", default="hot,spread,sell-out,latency,readers",
                     help="which parts to run, comma-separated (\"\" for none, with --rss-flood)")
+    ap.add_argument("--reader-bookings", type=int, default=1000000,
+                    help="bookings the readers' section holds")
+    ap.add_argument("--reader-flood", type=int, default=150000,
+                    help="requests of the hot flood the readers run beside")
+    ap.add_argument("--reader-rounds", type=int, default=3,
+                    help="interleaved rounds of the readers' comparisons")
     args = ap.parse_args()
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = set(chosen) - {"hot", "spread", "sell-out", "latency"}
+    unknown = set(chosen) - {"hot", "spread", "sell-out", "latency", "readers"}
     if unknown:
         ap.error("unknown workload(s): %s" % ", ".join(sorted(unknown)))
     if not chosen and not args.rss_flood:
@@ -285,6 +433,8 @@ def main():
               "p50 %s ms, p99 %s ms, max %s ms, lost %d" % (
                   args.rate, args.rate * 10, lat["p50"], lat["p99"], lat["max"],
                   lat["lost"]))
+    if "readers" in chosen:
+        run_readers(stack, args)
     if args.rss_flood:
         reset(stack, 504, 800, 100, 100000000)
         big = run_ticketd_row(stack, "rss", "bench.rss",

@@ -4,7 +4,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STACK_DIR="$repo/build/bench-stack"
+"$repo/scripts/deps.sh" --bench
 "$repo/scripts/stack.sh" down >/dev/null 2>&1 || true
-"$repo/scripts/stack.sh" up
+STACK_SKIP_DEPS=1 "$repo/scripts/stack.sh" up
 trap '"$repo/scripts/stack.sh" down >/dev/null 2>&1 || true' EXIT
 /usr/bin/python3 "$repo/scripts/bench.py" "$@"

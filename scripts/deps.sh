@@ -3,10 +3,12 @@
 # fetch the pinned Apache Kafka broker jars (scripts/kafka/pom.xml) from
 # Maven Central. Idempotent, and quick when everything is already there.
 #
-#   scripts/deps.sh [--no-kafka]
+#   scripts/deps.sh [--no-kafka | --bench]
 #
 #   --no-kafka     skip the Kafka jars, the contract tools and the
 #                  examples' Maven artifacts
+#   --bench        also the benchmark's HTTP load tool (vegeta, a Go module,
+#                  built with the go command into .cache/go/bin)
 #   KAFKA_LIBS=DIR use the Kafka jars already in DIR (nothing is fetched)
 #
 # The jars land in .cache/kafka-VERSION/libs; the file `complete` beside that
@@ -25,6 +27,8 @@ packages=(
 	libcmocka-dev clang libclang-rt-dev
 	# the local stack (scripts/stack.sh) and the system tests
 	postgresql kcat curl ca-certificates default-jre-headless maven
+	# the secured stack's throwaway certificates (TICKETD_STACK_SECURE=1)
+	openssl
 	python3-pytest python3-psycopg2 python3-confluent-kafka python3-yaml
 	# the contract tests: schemas checked against live traffic, promtool
 	# for the alert rules, a venv for schemathesis (scripts/contract-tools.sh)
@@ -61,11 +65,10 @@ install_packages() {
 	say "installing ${missing[*]}"
 	local log
 	log="$(mktemp)"
-	# Another install may hold the dpkg lock: wait for it (10 min).
+	# Another install may hold apt's lock: wait for it (bounded) instead of failing.
 	if ! { "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q &&
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get \
-			-o DPkg::Lock::Timeout=600 install -y -q \
-			--no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+			install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
 		tail -n 30 "$log" >&2
 		rm -f "$log"
 		die "apt-get could not install ${missing[*]}"
@@ -138,14 +141,41 @@ fetch_examples() {
 	exec 8>&-
 }
 
+# vegeta, pinned, for `make bench`: a Go module built from the module proxy
+# into the project's cache (nothing outside the repository changes).
+vegeta_version=v12.13.0
+install_vegeta() {
+	local bin="$repo/.cache/go/bin/vegeta" go
+	# go install leaves the version out of the binary: a stamp beside it.
+	if [[ -x $bin && $(cat "$bin.version" 2>/dev/null) == "$vegeta_version" ]]; then
+		say "vegeta $vegeta_version present"
+		return 0
+	fi
+	go="$(command -v go || true)"
+	[[ -n $go ]] || go=/usr/local/go/bin/go
+	if [[ ! -x $go ]]; then
+		packages=(golang-go)
+		install_packages
+		go="$(command -v go)"
+	fi
+	say "building vegeta $vegeta_version with $("$go" version)"
+	GOBIN="$repo/.cache/go/bin" GOPATH="$repo/.cache/go/path" \
+		GOMODCACHE="$repo/.cache/go/mod" GOFLAGS=-modcacherw \
+		"$go" install "github.com/tsenart/vegeta/v12@$vegeta_version" ||
+		die "could not build vegeta $vegeta_version (it needs Go 1.22 or newer)"
+	echo "$vegeta_version" >"$bin.version"
+}
+
 main() {
-	local kafka=1
+	local kafka=1 bench=0
 	case "${1:-}" in
 	"") ;;
 	--no-kafka) kafka=0 ;;
-	*) die "usage: deps.sh [--no-kafka]" ;;
+	--bench) bench=1 ;;
+	*) die "usage: deps.sh [--no-kafka | --bench]" ;;
 	esac
 	install_packages
+	[[ $bench == 0 ]] || install_vegeta
 	if [[ $kafka == 0 ]]; then
 		return 0
 	elif [[ -n ${KAFKA_LIBS:-} ]]; then

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "secret.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -57,12 +58,16 @@ static const struct setting settings[] = {
     STR(reply_topic, "bookings.replies"),
     STR(dead_letter_topic, "bookings.dead-letter"),
     STR(dead_letter_partition, "original"),
+    STR(availability_topic, "bookings.availability"),
     STR(client_id, "ticketd"),
+    PROPS(kafka_properties),
     PROPS(consumer_properties),
     PROPS(producer_properties),
     INT(commit_interval_ms, 1000, 10, 60000),
+    STR(kafka_sasl_password_file, ""),
 
     STR(pg_conninfo, "dbname=ticketd"),
+    STR(pg_passfile, ""),
 
     INT(workers, 4, 1, 64),
     INT(batch_max, 500, 1, 10000),
@@ -84,6 +89,10 @@ static const struct setting settings[] = {
     INT(http_port, 8080, 0, 65535),
     INT(http_pool_size, 2, 1, 64),
     INT(http_max_limit, 500, 1, 10000),
+    INT(http_cache_ms, 100, 0, 60000),
+    INT(http_max_connections, 4096, 16, 100000),
+    INT(http_per_ip_connections, 64, 1, 100000),
+    INT(http_idle_timeout_s, 3, 1, 300),
 
     STR(log_level, "info"),
     STR(log_format, "logfmt"),
@@ -143,18 +152,23 @@ static int set_int(int *target, const struct setting *s, long long value,
 	return 0;
 }
 
-/* Append "name=value" to props; the property must have both parts. */
+/*
+ * Append "name=value" to props; the property must have both parts. A
+ * refusal names the setting and the item's place, not its text: a comma in
+ * a password given in the environment would put part of it there.
+ */
 static int properties_add(struct config_properties *props, const char *item,
-			  const char *where, char *errstr, size_t errstr_size)
+			  const char *where, const char *name, char *errstr,
+			  size_t errstr_size)
 {
 	const char *eq = strchr(item, '=');
 	char **grown;
 
 	if (!eq || eq == item) {
-		snprintf(
-		    errstr, errstr_size,
-		    "%s: \"%s\" is not a \"name=value\" librdkafka property",
-		    where, item);
+		snprintf(errstr, errstr_size,
+			 "%s: %s item %zu is not a \"name=value\" librdkafka "
+			 "property",
+			 where, name, props->count + 1);
 		return -1;
 	}
 	grown = realloc(props->items, (props->count + 1) * sizeof(char *));
@@ -225,9 +239,9 @@ static int apply_file_setting(struct config *cfg, const struct setting *s,
 					 s->name, i);
 				return -1;
 			}
-			if (properties_add(props,
-					   config_setting_get_string(item),
-					   where, errstr, errstr_size) != 0)
+			if (properties_add(
+				props, config_setting_get_string(item), where,
+				s->name, errstr, errstr_size) != 0)
 				return -1;
 		}
 		return 0;
@@ -344,14 +358,102 @@ static int load_environment(struct config *cfg, char *errstr,
 			properties_clear(props);
 			for (char *item = strtok_r(copy, ",", &save); item;
 			     item = strtok_r(NULL, ",", &save)) {
-				if (properties_add(props, item, where, errstr,
-						   errstr_size) != 0) {
+				if (properties_add(props, item, where, s->name,
+						   errstr, errstr_size) != 0) {
 					free(copy);
 					return -1;
 				}
 			}
 			free(copy);
 		}
+	}
+	return 0;
+}
+
+/* Where a property list sets name, or NULL. */
+static const char *properties_setting(const struct config *cfg,
+				      const char *name)
+{
+	static const struct {
+		const char *setting;
+		size_t offset;
+	} lists[] = {
+	    {"kafka_properties", offsetof(struct config, kafka_properties)},
+	    {"consumer_properties",
+	     offsetof(struct config, consumer_properties)},
+	    {"producer_properties",
+	     offsetof(struct config, producer_properties)},
+	};
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		const struct config_properties *p =
+		    (const struct config_properties *)((const char *)cfg +
+						       lists[i].offset);
+
+		for (size_t j = 0; j < p->count; j++) {
+			if (strncmp(p->items[j], name, len) == 0 &&
+			    p->items[j][len] == '=')
+				return lists[i].setting;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The secrets that are not in the file: the SASL password from its file or
+ * the environment (one of the two), and pg_passfile, which libpq reads
+ * itself but would skip, with a warning nobody sees, if others could read
+ * it. errstr names files and settings, never what they hold.
+ */
+static int load_secrets(struct config *cfg, char *errstr, size_t errstr_size)
+{
+	const char *env = getenv("TICKETD_KAFKA_SASL_PASSWORD");
+	const char *list;
+	char why[512];
+
+	if (env && cfg->kafka_sasl_password_file[0]) {
+		snprintf(errstr, errstr_size,
+			 "the SASL password is given twice: "
+			 "TICKETD_KAFKA_SASL_PASSWORD and "
+			 "kafka_sasl_password_file; give one");
+		return -1;
+	}
+	if (cfg->kafka_sasl_password_file[0]) {
+		if (secret_read_file(cfg->kafka_sasl_password_file,
+				     &cfg->kafka_sasl_password, why,
+				     sizeof(why)) != 0) {
+			snprintf(errstr, errstr_size,
+				 "kafka_sasl_password_file %s", why);
+			return -1;
+		}
+	} else if (env) {
+		if (env[0] == '\0') {
+			snprintf(
+			    errstr, errstr_size,
+			    "TICKETD_KAFKA_SASL_PASSWORD is set but empty");
+			return -1;
+		}
+		cfg->kafka_sasl_password = strdup(env);
+		if (!cfg->kafka_sasl_password) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+	}
+	list = properties_setting(cfg, "sasl.password");
+	if (cfg->kafka_sasl_password && list) {
+		snprintf(errstr, errstr_size,
+			 "sasl.password is set in %s and by %s; give it once",
+			 list,
+			 cfg->kafka_sasl_password_file[0]
+			     ? "kafka_sasl_password_file"
+			     : "TICKETD_KAFKA_SASL_PASSWORD");
+		return -1;
+	}
+	if (cfg->pg_passfile[0] &&
+	    secret_check_file(cfg->pg_passfile, why, sizeof(why)) != 0) {
+		snprintf(errstr, errstr_size, "pg_passfile %s", why);
+		return -1;
 	}
 	return 0;
 }
@@ -388,9 +490,11 @@ static int validate(const struct config *cfg, char *errstr, size_t errstr_size)
 	}
 	if (cfg->brokers[0] == '\0' || cfg->group_id[0] == '\0' ||
 	    cfg->request_topic[0] == '\0' || cfg->reply_topic[0] == '\0' ||
-	    cfg->dead_letter_topic[0] == '\0') {
+	    cfg->dead_letter_topic[0] == '\0' ||
+	    cfg->availability_topic[0] == '\0') {
 		snprintf(errstr, errstr_size,
-			 "brokers, group_id and the topics must not be empty");
+			 "brokers, group_id and the topics must not be empty "
+			 "(availability_topic may be \"off\")");
 		return -1;
 	}
 	return 0;
@@ -415,7 +519,9 @@ int config_load(struct config *cfg, const char *path, char *errstr,
 		return -1;
 	if (load_environment(cfg, errstr, errstr_size) != 0)
 		return -1;
-	return validate(cfg, errstr, errstr_size);
+	if (validate(cfg, errstr, errstr_size) != 0)
+		return -1;
+	return load_secrets(cfg, errstr, errstr_size);
 }
 
 void config_free(struct config *cfg)
@@ -430,6 +536,8 @@ void config_free(struct config *cfg)
 			properties_clear(properties_at(cfg, s));
 		}
 	}
+	secret_free(cfg->kafka_sasl_password);
+	cfg->kafka_sasl_password = NULL;
 }
 
 void config_print(const struct config *cfg)
@@ -439,7 +547,14 @@ void config_print(const struct config *cfg)
 	for (size_t i = 0; i < SETTING_COUNT; i++) {
 		const struct setting *s = &settings[i];
 
-		if (s->type == SETTING_STRING) {
+		if (s->type == SETTING_STRING &&
+		    s->offset == offsetof(struct config, pg_conninfo)) {
+			char *shown = secret_mask_conninfo(c->pg_conninfo);
+
+			printf("%s = \"%s\"\n", s->name,
+			       shown ? shown : SECRET_MASK);
+			free(shown);
+		} else if (s->type == SETTING_STRING) {
 			printf("%s = \"%s\"\n", s->name, *string_at(c, s));
 		} else if (s->type == SETTING_INT) {
 			printf("%s = %d\n", s->name, *int_at(c, s));
@@ -447,11 +562,21 @@ void config_print(const struct config *cfg)
 			struct config_properties *p = properties_at(c, s);
 
 			printf("%s = [", s->name);
-			for (size_t j = 0; j < p->count; j++)
-				printf("%s\"%s\"", j ? ", " : " ", p->items[j]);
+			for (size_t j = 0; j < p->count; j++) {
+				char *shown = secret_mask_property(p->items[j]);
+
+				printf("%s\"%s\"", j ? ", " : " ",
+				       shown ? shown : SECRET_MASK);
+				free(shown);
+			}
 			printf(" ]\n");
 		}
 	}
+	if (c->kafka_sasl_password)
+		printf("# the SASL password is set (from %s), not shown\n",
+		       c->kafka_sasl_password_file[0]
+			   ? "kafka_sasl_password_file"
+			   : "TICKETD_KAFKA_SASL_PASSWORD");
 }
 
 void config_each_name(void (*fn)(const char *name, void *arg), void *arg)

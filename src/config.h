@@ -19,13 +19,21 @@ struct config {
 	char *reply_topic;
 	char *dead_letter_topic;
 	char *dead_letter_partition; /* "original" or "any" */
+	char *availability_topic;
 	char *client_id;
+	struct config_properties kafka_properties; /* both clients, first */
 	struct config_properties consumer_properties;
 	struct config_properties producer_properties;
 	int commit_interval_ms;
+	char *kafka_sasl_password_file;
+	/* Not a setting: the SASL password, read from kafka_sasl_password_file
+	 * or taken from TICKETD_KAFKA_SASL_PASSWORD; NULL when neither. Never
+	 * printed or logged. */
+	char *kafka_sasl_password;
 
 	/* PostgreSQL */
 	char *pg_conninfo;
+	char *pg_passfile;
 
 	/* Workers */
 	int workers;
@@ -51,6 +59,10 @@ struct config {
 	int http_port;
 	int http_pool_size;
 	int http_max_limit;
+	int http_cache_ms;
+	int http_max_connections;
+	int http_per_ip_connections;
+	int http_idle_timeout_s;
 
 	/* Logging */
 	char *log_level;
@@ -59,9 +71,11 @@ struct config {
 
 /*
  * Fill cfg with the defaults, then the settings of the file at path (NULL:
- * defaults only), then the TICKETD_<NAME> environment variables.
- * Returns 0, or -1 with "file:line: what is wrong" in errstr. On -1 cfg
- * holds whatever was set so far; config_free it either way.
+ * defaults only), then the TICKETD_<NAME> environment variables; then read
+ * the SASL password (kafka_sasl_password_file or TICKETD_KAFKA_SASL_PASSWORD)
+ * and check pg_passfile. Returns 0, or -1 with "file:line: what is wrong" in
+ * errstr, which never holds a secret. On -1 cfg holds whatever was set so
+ * far; config_free it either way.
  */
 int config_load(struct config *cfg, const char *path, char *errstr,
 		size_t errstr_size) __attribute__((warn_unused_result));
@@ -69,7 +83,9 @@ int config_load(struct config *cfg, const char *path, char *errstr,
 /* Free every string cfg owns. cfg itself belongs to the caller. */
 void config_free(struct config *cfg);
 
-/* Print every setting and its value, for --print-config. */
+/* Print every setting and its value, for --print-config: passwords in
+ * pg_conninfo and secret librdkafka properties are masked, the SASL
+ * password is never shown. */
 void config_print(const struct config *cfg);
 
 /* Call fn for each setting name in the table (tests check the sample file). */

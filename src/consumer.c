@@ -464,8 +464,8 @@ int consumer_start(struct consumer **out, const struct config *cfg,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "auto.commit.interval.ms", interval, errstr,
 			   errstr_size) != 0 ||
-	    kafka_conf_apply_properties(conf, &cfg->consumer_properties, errstr,
-					errstr_size) != 0 ||
+	    kafka_conf_apply_user(conf, cfg, &cfg->consumer_properties, errstr,
+				  errstr_size) != 0 ||
 	    kafka_conf_set(conf, "enable.auto.commit", "true", errstr,
 			   errstr_size) != 0 ||
 	    kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr,

@@ -9,10 +9,12 @@
  */
 #include "http.h"
 
+#include "cache.h"
 #include "clock.h"
 #include "consumer.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgcheck.h"
 #include "route.h"
 #include "views.h"
 #include "worker.h"
@@ -20,9 +22,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,12 @@
 #define HTTP_URL_MAX	   512
 #define HTTP_DEFAULT_LIMIT 50
 #define HTTP_POOL_WAIT_MS  2000
+/* Keys the read cache keeps at once: events' pages and events. */
+#define HTTP_CACHE_KEYS 4096
+/* /readyz's database check, well inside the 1 s a probe waits by default
+ * (Kubernetes' timeoutSeconds): a connection over TLS with SCRAM to a
+ * server 50 ms away takes about 7 round trips. */
+#define HTTP_READYZ_DB_MS 500
 
 struct http_server {
 	const struct config *cfg;
@@ -39,6 +49,7 @@ struct http_server {
 	struct worker_pool *pool;
 	struct MHD_Daemon *daemon;
 	int port;
+	struct cache *cache; /* NULL with http_cache_ms = 0 */
 
 	pthread_mutex_t lock; /* guards idle */
 	pthread_cond_t returned;
@@ -108,39 +119,53 @@ static enum MHD_Result respond_json(struct MHD_Connection *conn,
 	return respond(conn, code, "application/json", body);
 }
 
-/* {"error":{"code":CODE,"message":MESSAGE}}; message holds no quote or
- * backslash of user input (it is always one of our fixed texts). */
-static enum MHD_Result respond_error(struct MHD_Connection *conn,
-				     unsigned int code, const char *error_code,
-				     const char *message)
+/* An error document; message holds no quote or backslash of user input
+ * (it is always one of our fixed texts). NULL when out of memory. */
+static char *error_body(const char *error_code, const char *message)
 {
 	char *body = NULL;
 
 	if (asprintf(&body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
 		     error_code, message) < 0)
-		return MHD_NO;
-	return respond_json(conn, code, body);
+		return NULL;
+	return body;
 }
 
-static enum MHD_Result respond_view(struct http_server *http,
-				    struct MHD_Connection *conn, enum view view,
-				    const char *const *params,
-				    const char *not_found)
+/* {"error":{"code":CODE,"message":MESSAGE}}. */
+static enum MHD_Result respond_error(struct MHD_Connection *conn,
+				     unsigned int code, const char *error_code,
+				     const char *message)
+{
+	return respond_json(conn, code, error_body(error_code, message));
+}
+
+/*
+ * Run a view: *status and *body (heap) are its answer. 0 for an answer
+ * that says what the database holds (200, or 404 for no such row), which
+ * may be kept for the cache's interval; -1 for one that says the database
+ * could not be asked (503, 500), which is never kept.
+ */
+static int view_answer(struct http_server *http, enum view view,
+		       const char *const *params, const char *not_found,
+		       unsigned *status, char **body)
 {
 	struct pg *pg = pool_take(http);
 	char errstr[512];
 	char *json = NULL;
 	enum pg_status rc;
 
-	if (!pg)
-		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
-				     "no database connection free");
+	if (!pg) {
+		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		*body = error_body("BUSY", "no database connection free");
+		return -1;
+	}
 	if (!pg_connected(pg) && pg_connect(pg, errstr, sizeof(errstr)) != 0) {
 		pool_give(http, pg);
 		log_debug("http: %s", errstr);
-		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-				     "DATABASE_UNAVAILABLE",
-				     "the database cannot be reached");
+		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		*body = error_body("DATABASE_UNAVAILABLE",
+				   "the database cannot be reached");
+		return -1;
 	}
 	rc = views_run(pg, view, params, &json, errstr, sizeof(errstr));
 	/* A pooled connection may have died while idle (the server
@@ -149,19 +174,156 @@ static enum MHD_Result respond_view(struct http_server *http,
 	    pg_connect(pg, errstr, sizeof(errstr)) == 0)
 		rc = views_run(pg, view, params, &json, errstr, sizeof(errstr));
 	pool_give(http, pg);
-	if (rc == PG_DISCONNECTED)
-		return respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-				     "DATABASE_UNAVAILABLE",
-				     "the database cannot be reached");
+	if (rc == PG_DISCONNECTED) {
+		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		*body = error_body("DATABASE_UNAVAILABLE",
+				   "the database cannot be reached");
+		return -1;
+	}
 	if (rc != PG_OK) {
 		log_warn("http: %s", errstr);
-		return respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
-				     "INTERNAL", "the query failed");
+		*status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		*body = error_body("INTERNAL", "the query failed");
+		return -1;
 	}
-	if (!json)
-		return respond_error(conn, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
-				     not_found);
-	return respond_json(conn, MHD_HTTP_OK, json);
+	*status = json ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND;
+	*body = json ? json : error_body("NOT_FOUND", not_found);
+	return *body ? 0 : -1;
+}
+
+static enum MHD_Result respond_view(struct http_server *http,
+				    struct MHD_Connection *conn, enum view view,
+				    const char *const *params,
+				    const char *not_found)
+{
+	unsigned status;
+	char *body = NULL;
+
+	(void)view_answer(http, view, params, not_found, &status, &body);
+	return respond_json(conn, status, body);
+}
+
+/* One view, as the cache fetches it (cache_fetch_fn); a failure's answer
+ * stays here for the caller. */
+struct view_fetch {
+	struct http_server *http;
+	enum view view;
+	const char *const *params;
+	const char *not_found;
+	unsigned failed_status;
+	char *failed_body;
+};
+
+static int fetch_view(void *arg, unsigned *status, char **body)
+{
+	struct view_fetch *f = arg;
+
+	atomic_fetch_add(&f->http->metrics->http_cache_misses, 1);
+	if (view_answer(f->http, f->view, f->params, f->not_found, status,
+			body) == 0)
+		return 0;
+	f->failed_status = *status;
+	f->failed_body = *body;
+	return -1;
+}
+
+/* Does If-None-Match name etag? It is "*" or a comma-separated list of
+ * entity tags, each maybe weak (W/"..."). */
+static int etag_matches(const char *if_none_match, const char *etag)
+{
+	size_t len = strlen(etag);
+	const char *p = if_none_match;
+
+	while (p && *p) {
+		size_t n;
+
+		p += strspn(p, " \t,");
+		if (strncmp(p, "W/", 2) == 0)
+			p += 2;
+		n = strcspn(p, " \t,");
+		if ((n == 1 && *p == '*') ||
+		    (n == len && memcmp(p, etag, n) == 0))
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+/*
+ * A view from the read cache: at most one query a key per interval,
+ * however many ask. The answer says how old it is (Age) and how long a
+ * cache in front may keep it (Cache-Control), and is a bodiless 304 for a
+ * client that holds it already (If-None-Match).
+ */
+static enum MHD_Result respond_cached(struct http_server *http,
+				      struct MHD_Connection *conn,
+				      const char *key, enum view view,
+				      const char *const *params,
+				      const char *not_found)
+{
+	struct view_fetch f = {http, view, params, not_found, 0, NULL};
+	struct cache_answer answer;
+	struct MHD_Response *response;
+	char control[48], age[24];
+	int not_modified;
+	enum MHD_Result ret;
+
+	if (cache_get(http->cache, key, fetch_view, &f, &answer) != 0)
+		return f.failed_body
+			   ? respond_json(conn, f.failed_status, f.failed_body)
+			   : MHD_NO;
+	if (answer.hit)
+		atomic_fetch_add(&http->metrics->http_cache_hits, 1);
+	not_modified = answer.status == MHD_HTTP_OK &&
+		       etag_matches(MHD_lookup_connection_value(
+					conn, MHD_HEADER_KIND,
+					MHD_HTTP_HEADER_IF_NONE_MATCH),
+				    answer.etag);
+	if (not_modified) {
+		free(answer.body);
+		response = MHD_create_response_from_buffer(
+		    0, NULL, MHD_RESPMEM_PERSISTENT);
+	} else {
+		response = MHD_create_response_from_buffer(
+		    strlen(answer.body), answer.body, MHD_RESPMEM_MUST_FREE);
+		if (!response)
+			free(answer.body);
+	}
+	if (!response)
+		return MHD_NO;
+	snprintf(control, sizeof(control), "public, max-age=%d",
+		 http->cfg->http_cache_ms / 1000);
+	snprintf(age, sizeof(age), "%lld", (long long)(answer.age_ms / 1000));
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+				control);
+	MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, answer.etag);
+	MHD_add_response_header(response, MHD_HTTP_HEADER_AGE, age);
+	ret = MHD_queue_response(
+	    conn, not_modified ? MHD_HTTP_NOT_MODIFIED : answer.status,
+	    response);
+	MHD_destroy_response(response);
+	return ret;
+}
+
+/* A view of events: from the cache when there is one. */
+static enum MHD_Result respond_event_view(struct http_server *http,
+					  struct MHD_Connection *conn,
+					  enum view view,
+					  const char *const *params,
+					  const char *not_found)
+{
+	char key[96];
+
+	if (!http->cache)
+		return respond_view(http, conn, view, params, not_found);
+	if (view == VIEW_EVENT)
+		snprintf(key, sizeof(key), "event:%s", params[0]);
+	else
+		snprintf(key, sizeof(key), "events:%s:%s", params[0],
+			 params[1]);
+	return respond_cached(http, conn, key, view, params, not_found);
 }
 
 /*
@@ -219,7 +381,7 @@ static enum MHD_Result serve_events(struct http_server *http,
 
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
 		return ret;
-	return respond_view(http, conn, VIEW_EVENTS, params, "");
+	return respond_event_view(http, conn, VIEW_EVENTS, params, "");
 }
 
 static enum MHD_Result serve_bookings(struct http_server *http,
@@ -264,34 +426,60 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 	return respond_view(http, conn, VIEW_BOOKINGS, params, "");
 }
 
+/* ,"database_error":"why" (JSON-escaped: libpq's message quotes names),
+ * or "" when the database answered. Heap; NULL when out of memory. */
+static char *readyz_reason(enum pgcheck_result db, const char *why)
+{
+	json_t *text;
+	char *quoted, *out = NULL;
+
+	if (db == PGCHECK_OK)
+		return strdup("");
+	text = json_string(why);
+	quoted = text ? json_dumps(text, JSON_ENCODE_ANY) : NULL;
+	json_decref(text);
+	if (quoted && asprintf(&out, ",\"database_error\":%s", quoted) < 0)
+		out = NULL;
+	free(quoted);
+	return out;
+}
+
+/*
+ * Ready: a new database connection succeeds within HTTP_READYZ_DB_MS
+ * (pgcheck: a new one proves the credentials still work, and no step of
+ * it can block past the bound), the workers have theirs and the consumer
+ * is a member of the group. Otherwise 503 with the database's reason.
+ */
 static enum MHD_Result serve_readyz(struct http_server *http,
 				    struct MHD_Connection *conn)
 {
-	struct pg *pg = pool_take(http);
-	int database = 0, consumer = consumer_ready(http->consumer);
+	int consumer = consumer_ready(http->consumer);
 	int workers = worker_pool_db_ready(http->pool);
-	char errstr[512];
+	char errstr[512] = "";
+	enum pgcheck_result db = pgcheck_run(
+	    http->cfg->pg_conninfo, HTTP_READYZ_DB_MS, errstr, sizeof(errstr));
+	int database = db == PGCHECK_OK;
+	char *reason = readyz_reason(db, errstr);
 	char *body = NULL;
+	int rc;
 
-	if (pg) {
-		if (!pg_connected(pg) &&
-		    pg_connect(pg, errstr, sizeof(errstr)) != 0)
-			log_debug("readyz: %s", errstr);
-		database = pg_ping(pg);
-		if (!database && pg_connect(pg, errstr, sizeof(errstr)) == 0)
-			database = pg_ping(pg);
-		pool_give(http, pg);
-	}
-	if (asprintf(
-		&body,
-		"{\"status\":\"%s\",\"database\":\"%s\",\"workers\":\"%s\","
-		"\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
-		database && consumer && workers ? "ready" : "unavailable",
-		database ? "ok" : "down", workers ? "ok" : "waiting",
-		consumer ? "ok" : "failed",
-		atomic_load(&http->metrics->assigned_partitions),
-		atomic_load(&http->metrics->consumer_paused) ? "true"
-							     : "false") < 0)
+	if (!database)
+		log_debug("readyz: %s", errstr);
+	if (!reason)
+		return MHD_NO;
+	rc = asprintf(
+	    &body,
+	    "{\"status\":\"%s\",\"database\":\"%s\"%s,\"workers\":\"%s\","
+	    "\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
+	    database && consumer && workers ? "ready" : "unavailable",
+	    database		    ? "ok"
+	    : db == PGCHECK_REFUSED ? "refused"
+				    : "down",
+	    reason, workers ? "ok" : "waiting", consumer ? "ok" : "failed",
+	    atomic_load(&http->metrics->assigned_partitions),
+	    atomic_load(&http->metrics->consumer_paused) ? "true" : "false");
+	free(reason);
+	if (rc < 0)
 		return MHD_NO;
 	return respond_json(conn,
 			    database && consumer && workers
@@ -347,8 +535,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			    "the id must be a positive integer");
 		snprintf(id, sizeof(id), "%" PRId64, v);
 		if (route == ROUTE_EVENT)
-			return respond_view(http, conn, VIEW_EVENT, params,
-					    "no such event");
+			return respond_event_view(http, conn, VIEW_EVENT,
+						  params, "no such event");
 		if (route == ROUTE_BOOKING)
 			return respond_view(http, conn, VIEW_BOOKING, params,
 					    "no such booking");
@@ -384,6 +572,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	}
 	return respond_error(conn, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
 			     "no such resource");
+}
+
+/*
+ * Room for `connections` open connections besides ticketd's own files:
+ * the soft open-files limit raised toward the hard one. Past the hard
+ * limit, connections beyond it are refused (logged once here).
+ */
+static void raise_open_files_limit(int connections)
+{
+	struct rlimit lim;
+	rlim_t want = (rlim_t)connections + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= want)
+		return;
+	lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max >= want
+			   ? want
+			   : lim.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur < want)
+		log_warn("http: the open-files limit (%llu) is below "
+			 "http_max_connections + 256 (%llu): connections past "
+			 "it are refused",
+			 (unsigned long long)lim.rlim_cur,
+			 (unsigned long long)want);
 }
 
 int http_start(struct http_server **out, const struct config *cfg,
@@ -432,13 +643,32 @@ int http_start(struct http_server **out, const struct config *cfg,
 		http->idle[http->idle_count++] = pg;
 		http->pg_count++;
 	}
+	if (cfg->http_cache_ms > 0) {
+		http->cache = cache_new(cfg->http_cache_ms, HTTP_CACHE_KEYS);
+		if (!http->cache) {
+			snprintf(errstr, errstr_size, "out of memory");
+			goto fail;
+		}
+	}
+	raise_open_files_limit(cfg->http_max_connections);
+	/*
+	 * epoll, so that thousands of idle connections cost file descriptors,
+	 * not a scan each; a limit per client address, so that one client's
+	 * idle connections (a slowloris) leave room for everyone else's; a
+	 * short idle timeout, so that a request's headers must keep coming.
+	 */
 	http->daemon = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
 	    (uint16_t)cfg->http_port, NULL, NULL, on_request, http,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_pool_size,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+	    MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)cfg->http_max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)cfg->http_per_ip_connections,
+	    MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)cfg->http_idle_timeout_s,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
 	if (!http->daemon) {
 		snprintf(errstr, errstr_size, "cannot listen on %s:%d: %s",
@@ -468,6 +698,7 @@ void http_stop(struct http_server *http)
 	for (int i = 0; i < http->idle_count; i++)
 		pg_free(http->idle[i]);
 	free(http->idle);
+	cache_free(http->cache);
 	if (http->pg_count) {
 		pthread_mutex_destroy(&http->lock);
 		pthread_cond_destroy(&http->returned);

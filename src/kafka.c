@@ -3,6 +3,7 @@
 #include "kafka.h"
 
 #include "log.h"
+#include "secret.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,12 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
 
 	if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) !=
 	    RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "librdkafka property %s=%s: %s",
-			 name, value, why);
+		/* librdkafka's reason names the property, not its value. */
+		snprintf(
+		    errstr, errstr_size, "librdkafka property %s=%s: %s", name,
+		    secret_property_is_secret(name, strlen(name)) ? SECRET_MASK
+								  : value,
+		    why);
 		return -1;
 	}
 	return 0;
@@ -52,6 +57,24 @@ int kafka_conf_apply_properties(rd_kafka_conf_t *conf,
 		if (rc != 0)
 			return -1;
 	}
+	return 0;
+}
+
+int kafka_conf_apply_user(rd_kafka_conf_t *conf, const struct config *cfg,
+			  const struct config_properties *role_props,
+			  char *errstr, size_t errstr_size)
+{
+	if (kafka_conf_apply_properties(conf, &cfg->kafka_properties, errstr,
+					errstr_size) != 0)
+		return -1;
+	if (role_props && kafka_conf_apply_properties(conf, role_props, errstr,
+						      errstr_size) != 0)
+		return -1;
+	/* config.c refused a sasl.password in the lists beside this one. */
+	if (cfg->kafka_sasl_password &&
+	    kafka_conf_set(conf, "sasl.password", cfg->kafka_sasl_password,
+			   errstr, errstr_size) != 0)
+		return -1;
 	return 0;
 }
 
@@ -91,5 +114,28 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, const char *role,
 		return NULL;
 	}
 	kafka_conf_set_logging(conf);
+	return conf;
+}
+
+rd_kafka_conf_t *kafka_conf_new_producer(const struct config *cfg,
+					 const char *role,
+					 const char *linger_ms, char *errstr,
+					 size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = kafka_conf_new(cfg, role, errstr, errstr_size);
+
+	if (!conf)
+		return NULL;
+	/* The defaults that matter, before the user's own properties. */
+	if (kafka_conf_set(conf, "enable.idempotence", "true", errstr,
+			   errstr_size) != 0 ||
+	    kafka_conf_set(conf, "acks", "all", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "linger.ms", linger_ms, errstr, errstr_size) !=
+		0 ||
+	    kafka_conf_apply_user(conf, cfg, &cfg->producer_properties, errstr,
+				  errstr_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
 	return conf;
 }

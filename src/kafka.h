@@ -17,6 +17,18 @@
 rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, const char *role,
 				char *errstr, size_t errstr_size);
 
+/*
+ * A producer's configuration as ticketd's producers all want it: durable
+ * (acks=all), idempotent (ordered, exactly one copy per produce), waiting
+ * up to linger_ms to fill a request, then the user's producer_properties.
+ * NULL with errstr on a bad value; the caller owns the result until
+ * rd_kafka_new takes it.
+ */
+rd_kafka_conf_t *kafka_conf_new_producer(const struct config *cfg,
+					 const char *role,
+					 const char *linger_ms, char *errstr,
+					 size_t errstr_size);
+
 /* rd_kafka_conf_set, with the property's name in errstr on failure. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
 		   char *errstr, size_t errstr_size)
@@ -39,6 +51,18 @@ int kafka_conf_set_fetch(rd_kafka_conf_t *conf, char *errstr,
 int kafka_conf_apply_properties(rd_kafka_conf_t *conf,
 				const struct config_properties *props,
 				char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
+/*
+ * What the user configured for this client, in this order: kafka_properties
+ * (both clients), then role_props (consumer_properties or
+ * producer_properties; NULL for none), then the SASL password from
+ * kafka_sasl_password_file or TICKETD_KAFKA_SASL_PASSWORD. 0, or -1 with
+ * errstr (which shows no secret value).
+ */
+int kafka_conf_apply_user(rd_kafka_conf_t *conf, const struct config *cfg,
+			  const struct config_properties *role_props,
+			  char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
 /* Route librdkafka's own log lines through log.h. */

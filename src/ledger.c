@@ -214,7 +214,7 @@ static int64_t id_next(struct ledger *lg, enum ledger_id_kind kind)
 /* ------------------------------------------------------------ feeding */
 
 int ledger_add_section(struct ledger *lg, int64_t id, int64_t event_id,
-		       int capacity, int remaining)
+		       int capacity, int remaining, int held)
 {
 	struct ledger_section *s;
 
@@ -227,6 +227,8 @@ int ledger_add_section(struct ledger *lg, int64_t id, int64_t event_id,
 	s->capacity = capacity;
 	s->remaining = remaining;
 	s->initial_remaining = remaining;
+	s->held = held;
+	s->initial_held = held;
 	lg->locked_section_count = lg->section_count;
 	return 0;
 }
@@ -456,6 +458,7 @@ static void customer_give_back(struct ledger *lg, int64_t event_id,
 static void hold_expire(struct ledger_hold *h, struct ledger_section *s)
 {
 	h->status = LEDGER_HOLD_EXPIRED;
+	s->held -= h->quantity;
 	s->remaining += h->quantity;
 }
 
@@ -598,6 +601,7 @@ decide_seats(struct ledger *lg, const struct request *req, struct outcome *out)
 		out->hold_id = id;
 		format_timestamp(expires_us, out->expires_at,
 				 sizeof(out->expires_at));
+		s->held += req->quantity;
 	}
 	s->remaining -= req->quantity;
 	if (c)
@@ -657,9 +661,11 @@ static enum ledger_result decide_hold_end(struct ledger *lg,
 		if (rc != LEDGER_OK)
 			return rc;
 		h->status = LEDGER_HOLD_CONFIRMED;
+		s->held -= h->quantity;
 		out->booking_id = id;
 	} else {
 		h->status = LEDGER_HOLD_RELEASED;
+		s->held -= h->quantity;
 		s->remaining += h->quantity;
 		customer_give_back(lg, h->event_id, h->customer, h->quantity);
 	}

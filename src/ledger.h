@@ -41,6 +41,8 @@ struct ledger_section {
 	int capacity;
 	int remaining;
 	int initial_remaining;
+	int held; /* seats of its active holds */
+	int initial_held;
 	int is_new;	  /* created by this batch */
 	const char *name; /* new sections: the request's */
 	int expired;	  /* 0; 1 once its expired holds were given; 2 once
@@ -181,7 +183,7 @@ void ledger_ids_wanted(struct request *const *reqs, size_t n,
  * before anything is decided; a hold or booking already given is skipped.
  */
 int ledger_add_section(struct ledger *lg, int64_t id, int64_t event_id,
-		       int capacity, int remaining)
+		       int capacity, int remaining, int held)
     __attribute__((warn_unused_result));
 int ledger_add_hold(struct ledger *lg, int64_t id, int64_t event_id,
 		    int64_t section_id, int quantity, const char *customer,

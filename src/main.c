@@ -1,10 +1,14 @@
 /* main: ticketd's start-up, signal handling and orderly shutdown. */
+#include "availability.h"
 #include "config.h"
 #include "consumer.h"
 #include "http.h"
+#include "kafkacheck.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgcheck.h"
 #include "reaper.h"
+#include "version.h"
 #include "publisher.h"
 #include "worker.h"
 
@@ -14,10 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TICKETD_VERSION "0.1.0"
-
 /* How long shutdown waits to leave the consumer group after the drain. */
 #define CONSUMER_CLOSE_MS 10000
+
+/* How long start-up waits for the brokers to answer before it goes on
+ * without (the clients keep trying). */
+#define KAFKA_CHECK_MS 10000
 
 static volatile sig_atomic_t run = 1;
 
@@ -43,6 +49,42 @@ static void usage(FILE *out)
 	    "  -h, --help          this text\n");
 }
 
+/*
+ * Before anything joins the group: do PostgreSQL and Kafka take ticketd's
+ * credentials and TLS settings? A refusal will not pass by waiting, so it
+ * stops start-up with what is wrong (0 / -1 with errstr); a service that
+ * is not reachable yet only gets a warning, as the workers and the Kafka
+ * clients keep trying on their own.
+ */
+static int check_services(const struct config *cfg, char *errstr,
+			  size_t errstr_size)
+{
+	enum pgcheck_result pg;
+	enum kafkacheck_result kafka;
+
+	pg = pgcheck_run(cfg->pg_conninfo, 0, errstr, errstr_size);
+	if (pg == PGCHECK_REFUSED)
+		return -1;
+	if (pg == PGCHECK_DOWN)
+		log_warn("%s; starting anyway, the workers keep trying",
+			 errstr);
+	kafka =
+	    kafkacheck_run(cfg, RD_KAFKA_CONSUMER, &cfg->consumer_properties,
+			   KAFKA_CHECK_MS, errstr, errstr_size);
+	/* The reply producer too, when its own properties may change how
+	 * it connects. */
+	if (kafka == KAFKACHECK_OK && cfg->producer_properties.count > 0)
+		kafka = kafkacheck_run(cfg, RD_KAFKA_PRODUCER,
+				       &cfg->producer_properties,
+				       KAFKA_CHECK_MS, errstr, errstr_size);
+	if (kafka == KAFKACHECK_REFUSED)
+		return -1;
+	if (kafka == KAFKACHECK_DOWN)
+		log_warn("%s; starting anyway, the clients keep trying",
+			 errstr);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -59,6 +101,7 @@ int main(int argc, char **argv)
 	struct metrics metrics;
 	struct consumer *consumer = NULL;
 	struct publisher *pub = NULL;
+	struct availability *av = NULL;
 	struct worker_pool *pool = NULL;
 	struct reaper *reaper = NULL;
 	struct http_server *http = NULL;
@@ -110,6 +153,18 @@ int main(int argc, char **argv)
 	log_init((enum log_level)log_level_parse(cfg.log_level),
 		 (enum log_format)log_format_parse(cfg.log_format));
 	metrics_init(&metrics);
+	/* Every libpq connection of the process reads it (a passfile= in
+	 * pg_conninfo still wins); set while there is one thread. */
+	if (cfg.pg_passfile[0] && setenv("PGPASSFILE", cfg.pg_passfile, 1)) {
+		log_error("start-up failed: cannot set PGPASSFILE");
+		config_free(&cfg);
+		return 1;
+	}
+	if (check_services(&cfg, errstr, sizeof(errstr)) != 0) {
+		log_error("start-up failed: %s", errstr);
+		config_free(&cfg);
+		return 1;
+	}
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -122,9 +177,11 @@ int main(int argc, char **argv)
 		0 ||
 	    publisher_start(&pub, &cfg, &metrics, consumer_job_done, consumer,
 			    errstr, sizeof(errstr)) != 0 ||
-	    worker_pool_start(&pool, &cfg, pub, &metrics, errstr,
+	    availability_start(&av, &cfg, &metrics, errstr, sizeof(errstr)) !=
+		0 ||
+	    worker_pool_start(&pool, &cfg, pub, av, &metrics, errstr,
 			      sizeof(errstr)) != 0 ||
-	    reaper_start(&reaper, &cfg, &metrics, errstr, sizeof(errstr)) !=
+	    reaper_start(&reaper, &cfg, &metrics, av, errstr, sizeof(errstr)) !=
 		0 ||
 	    http_start(&http, &cfg, &metrics, consumer, pool, errstr,
 		       sizeof(errstr)) != 0) {
@@ -151,6 +208,7 @@ int main(int argc, char **argv)
 	publisher_stop(pub, drained ? 5000 : 1000);
 	http_stop(http);
 	reaper_stop(reaper);
+	availability_stop(av, 2000);
 	consumer_close(consumer, CONSUMER_CLOSE_MS);
 	log_info("ticketd stopped");
 	config_free(&cfg);

@@ -135,6 +135,21 @@ char *metrics_render(struct metrics *m)
 	counter(&t, "ticketd_http_requests_total",
 		"HTTP requests served by the query endpoint.",
 		atomic_load(&m->http_requests));
+	counter(&t, "ticketd_http_cache_hits_total",
+		"Query endpoint answers served from the read cache.",
+		atomic_load(&m->http_cache_hits));
+	counter(&t, "ticketd_http_cache_misses_total",
+		"Query endpoint answers the read cache had to fetch from "
+		"PostgreSQL.",
+		atomic_load(&m->http_cache_misses));
+	counter(&t, "ticketd_availability_published_total",
+		"Section states delivered to the availability topic.",
+		atomic_load(&m->availability_published));
+	counter(
+	    &t, "ticketd_availability_failures_total",
+	    "Section states whose delivery to the availability topic failed "
+	    "(the newest state of the section is produced again).",
+	    atomic_load(&m->availability_failures));
 	histogram(&t, "ticketd_batch_size",
 		  "Requests per database transaction.", &m->batch_size);
 	histogram(&t, "ticketd_transaction_seconds",

@@ -32,6 +32,10 @@ struct metrics {
 	atomic_ullong holds_reaped;
 	atomic_ullong consumer_pauses;
 	atomic_ullong http_requests;
+	atomic_ullong http_cache_hits;
+	atomic_ullong http_cache_misses;
+	atomic_ullong availability_published;
+	atomic_ullong availability_failures;
 	struct histogram batch_size;
 	struct histogram transaction_seconds;
 	struct histogram reply_latency_seconds;

@@ -8,6 +8,8 @@
  */
 #include "pg.h"
 
+#include "version.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -68,10 +70,12 @@ static void one_line(char *s)
 int pg_connect(struct pg *pg, char *errstr, size_t errstr_size)
 {
 	/* connect_timeout first, so that one in conninfo wins: a database
-	 * that does not answer must not hang a worker. */
+	 * that does not answer must not hang a worker. The version in the
+	 * session's name tells a migration which ticketds still run. */
 	const char *const keywords[] = {"connect_timeout", "dbname",
 					"application_name", NULL};
-	const char *const values[] = {"5", pg->conninfo, "ticketd", NULL};
+	const char *const values[] = {"5", pg->conninfo,
+				      "ticketd/" TICKETD_VERSION, NULL};
 	PGresult *res;
 
 	if (pg->conn)

@@ -500,17 +500,9 @@ int publisher_start(struct publisher **out, const struct config *cfg,
 	pub->done_arg = done_arg;
 	pthread_mutex_init(&pub->lock, NULL);
 
-	conf = kafka_conf_new(cfg, "producer", errstr, errstr_size);
+	conf =
+	    kafka_conf_new_producer(cfg, "producer", "2", errstr, errstr_size);
 	if (!conf)
-		goto fail;
-	/* Durable, ordered, exactly one copy per produce: the defaults
-	 * that matter here, before the user's own properties. */
-	if (kafka_conf_set(conf, "enable.idempotence", "true", errstr,
-			   errstr_size) != 0 ||
-	    kafka_conf_set(conf, "acks", "all", errstr, errstr_size) != 0 ||
-	    kafka_conf_set(conf, "linger.ms", "2", errstr, errstr_size) != 0 ||
-	    kafka_conf_apply_properties(conf, &cfg->producer_properties, errstr,
-					errstr_size) != 0)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, pub);

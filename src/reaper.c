@@ -5,6 +5,7 @@
  */
 #include "reaper.h"
 
+#include "availability.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
@@ -37,6 +38,9 @@ static const struct pg_statement reap_statements[REAP_COUNT] = {
 			    "SELECT id FROM sections "
 			    "WHERE id = ANY($1::bigint[]) "
 			    "ORDER BY id FOR UPDATE SKIP LOCKED"},
+    /* The expired holds' seats back, and each section's new state as
+     * the availability stream publishes it (see txn.c), with the count
+     * of holds ended in every row. */
     [REAP_EXPIRE] =
 	{"reap_expire", 1,
 	 "WITH expired AS ("
@@ -48,15 +52,21 @@ static const struct pg_statement reap_statements[REAP_COUNT] = {
 	 " SELECT section_id, sum(quantity)::int AS seats"
 	 " FROM expired GROUP BY section_id),"
 	 " updated AS ("
-	 " UPDATE sections s SET remaining = s.remaining + r.seats"
-	 " FROM returned r WHERE s.id = r.section_id RETURNING s.id) "
-	 "SELECT count(*) FROM expired",
+	 " UPDATE sections s SET remaining = s.remaining + r.seats,"
+	 " held = s.held - r.seats, version = s.version + 1"
+	 " FROM returned r WHERE s.id = r.section_id"
+	 " RETURNING s.id, s.event_id, s.capacity, s.remaining, s.held,"
+	 " s.version) "
+	 "SELECT u.*,"
+	 " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,"
+	 " (SELECT count(*) FROM expired) FROM updated u",
 	 1},
 };
 
 struct reaper {
 	const struct config *cfg;
 	struct metrics *metrics;
+	struct availability *av;
 	struct pg *pg;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -80,13 +90,40 @@ static int pause_or_stop(struct reaper *r, int ms)
 	return stopping;
 }
 
+/* Publish the sections' new states (rows of REAP_EXPIRE), once
+ * committed. */
+static void publish_states(struct availability *av, const PGresult *res)
+{
+	struct section_state states[64];
+	size_t n = 0;
+
+	for (int r = 0; r < PQntuples(res); r++) {
+		states[n++] = (struct section_state){
+		    .section_id = pg_int(res, r, 0),
+		    .event_id = pg_int(res, r, 1),
+		    .capacity = (int)pg_int(res, r, 2),
+		    .remaining = (int)pg_int(res, r, 3),
+		    .held = (int)pg_int(res, r, 4),
+		    .version = pg_int(res, r, 5),
+		    .at_us = pg_int(res, r, 6),
+		};
+		if (n == sizeof(states) / sizeof(states[0])) {
+			availability_publish(av, states, n);
+			n = 0;
+		}
+	}
+	availability_publish(av, states, n);
+}
+
 /*
  * One transaction: expire up to batch_max holds whose time is up,
  * returning their seats, skipping sections another transaction has
- * locked. *reaped is how many holds ended.
+ * locked, and publish the sections' new states once committed. *reaped
+ * is how many holds ended.
  */
-static enum pg_status reap_once(struct pg *pg, int batch_max, int *reaped,
-				char *errstr, size_t errstr_size)
+static enum pg_status reap_once(struct pg *pg, struct availability *av,
+				int batch_max, int *reaped, char *errstr,
+				size_t errstr_size)
 {
 	struct pgarray ids = PGARRAY_INIT, locked = PGARRAY_INIT;
 	char limit[24];
@@ -135,13 +172,14 @@ static enum pg_status reap_once(struct pg *pg, int batch_max, int *reaped,
 	rc = pg_run(pg, REAP_EXPIRE, params, &res, errstr, errstr_size);
 	if (rc != PG_OK)
 		goto fail;
-	*reaped = (int)pg_int(res, 0, 0);
-	PQclear(res);
-	res = NULL;
+	*reaped = PQntuples(res) > 0 ? (int)pg_int(res, 0, 7) : 0;
 commit:
 	rc = pg_command(pg, "COMMIT", errstr, errstr_size);
 	if (rc != PG_OK)
 		*reaped = 0;
+	else if (res)
+		publish_states(av, res);
+	PQclear(res);
 	pgarray_free(&ids);
 	pgarray_free(&locked);
 	return rc;
@@ -175,8 +213,8 @@ static void *reaper_main(void *arg)
 		down = 0;
 		/* A full batch means more may be due: go again at once. */
 		do {
-			rc = reap_once(r->pg, r->cfg->reaper_batch, &reaped,
-				       errstr, sizeof(errstr));
+			rc = reap_once(r->pg, r->av, r->cfg->reaper_batch,
+				       &reaped, errstr, sizeof(errstr));
 			if (rc == PG_OK && reaped > 0) {
 				atomic_fetch_add(&r->metrics->holds_reaped,
 						 (unsigned long long)reaped);
@@ -191,7 +229,8 @@ static void *reaper_main(void *arg)
 }
 
 int reaper_start(struct reaper **out, const struct config *cfg,
-		 struct metrics *metrics, char *errstr, size_t errstr_size)
+		 struct metrics *metrics, struct availability *av, char *errstr,
+		 size_t errstr_size)
 {
 	struct reaper *r = calloc(1, sizeof(*r));
 
@@ -201,6 +240,7 @@ int reaper_start(struct reaper **out, const struct config *cfg,
 	}
 	r->cfg = cfg;
 	r->metrics = metrics;
+	r->av = av;
 	r->pg = pg_new(cfg->pg_conninfo, reap_statements, REAP_COUNT);
 	if (!r->pg) {
 		snprintf(errstr, errstr_size, "out of memory");

@@ -12,10 +12,13 @@
 
 struct reaper;
 struct metrics;
+struct availability;
 
+/* Start the thread; the sections it changes are published through av
+ * (borrowed, it must outlive the reaper). 0, or -1 with errstr. */
 int reaper_start(struct reaper **out, const struct config *cfg,
-		 struct metrics *metrics, char *errstr, size_t errstr_size)
-    __attribute__((warn_unused_result));
+		 struct metrics *metrics, struct availability *av, char *errstr,
+		 size_t errstr_size) __attribute__((warn_unused_result));
 
 /* Stop the thread and free r. */
 void reaper_stop(struct reaper *r);

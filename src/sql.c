@@ -23,6 +23,14 @@
  */
 #include "sql.h"
 
+/* What a write of sections returns: each row as the availability stream
+ * publishes it (the columns of txn.c's read_section_states), stamped
+ * with the time of the write. */
+#define SECTION_STATE(t)                                                       \
+	"RETURNING " t "id, " t "event_id, " t "capacity, " t "remaining, " t  \
+	"held, " t "version, "                                                 \
+	"(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+
 const struct pg_statement sql_statements[SQL_COUNT] = {
     [SQL_NOW] = {"now", 0,
 		 "SELECT (extract(epoch FROM now()) * 1000000)::bigint"},
@@ -35,7 +43,7 @@ const struct pg_statement sql_statements[SQL_COUNT] = {
 			      "WHERE id = ANY($1::bigint[])",
 			      1},
     [SQL_LOCK_SECTIONS] = {"lock_sections", 1,
-			   "SELECT id, event_id, capacity, remaining "
+			   "SELECT id, event_id, capacity, remaining, held "
 			   "FROM sections WHERE id = ANY($1::bigint[]) "
 			   "ORDER BY id FOR UPDATE"},
     [SQL_LOCK_HOLDS] =
@@ -138,16 +146,22 @@ const struct pg_statement sql_statements[SQL_COUNT] = {
 	 "INSERT INTO events (id, name, venue, starts_at) "
 	 "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], "
 	 "$4::timestamptz[])"},
+    /* New and changed sections come back as the availability stream
+     * publishes them, version and all (see SECTION_STATE). */
     [SQL_INSERT_SECTIONS] =
 	{"insert_sections", 5,
 	 "INSERT INTO sections (id, event_id, name, capacity, remaining) "
 	 "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], "
-	 "$4::int[], $5::int[])"},
+	 "$4::int[], $5::int[]) " SECTION_STATE("sections.")},
+    /* version rises with every change, in the same UPDATE: a reader of
+     * the availability stream keeps the highest it has seen. */
     [SQL_UPDATE_SECTIONS] =
-	{"update_sections", 2,
-	 "UPDATE sections s SET remaining = v.remaining "
-	 "FROM unnest($1::bigint[], $2::int[]) AS v(id, remaining) "
-	 "WHERE s.id = v.id"},
+	{"update_sections", 3,
+	 "UPDATE sections s SET remaining = v.remaining, held = v.held, "
+	 "version = s.version + 1 "
+	 "FROM unnest($1::bigint[], $2::int[], $3::int[]) "
+	 "AS v(id, remaining, held) "
+	 "WHERE s.id = v.id " SECTION_STATE("s.")},
     [SQL_INSERT_HOLDS] =
 	{"insert_holds", 9,
 	 "INSERT INTO holds (id, event_id, section_id, quantity, customer,"

@@ -154,7 +154,8 @@ static int feed_reads(struct ledger *lg, const PGresult *sections,
 		if (ledger_add_section(lg, pg_int(sections, r, 0),
 				       pg_int(sections, r, 1),
 				       (int)pg_int(sections, r, 2),
-				       (int)pg_int(sections, r, 3)) != 0)
+				       (int)pg_int(sections, r, 3),
+				       (int)pg_int(sections, r, 4)) != 0)
 			return -1;
 	}
 	if (holds && feed_holds(lg, holds) != 0)
@@ -476,15 +477,19 @@ static void send_arrays(struct pg_pipeline *writes, enum sql_statement which,
 	pg_pipeline_send(writes, (int)which, params);
 }
 
-static void write_events(const struct ledger *lg, struct pg_pipeline *writes)
+/* The events and sections the batch creates; the index of the sections'
+ * insert among the pipeline's results, or -1 when there is none. */
+static long write_events(const struct ledger *lg, struct pg_pipeline *writes)
 {
 	struct pgarray ev[4] = {PGARRAY_INIT, PGARRAY_INIT, PGARRAY_INIT,
 				PGARRAY_INIT};
 	struct pgarray sec[5] = {PGARRAY_INIT, PGARRAY_INIT, PGARRAY_INIT,
 				 PGARRAY_INIT, PGARRAY_INIT};
 
+	long at;
+
 	if (lg->event_count == 0)
-		return;
+		return -1;
 	for (size_t i = 0; i < lg->event_count; i++) {
 		const struct request *req = lg->events[i].req;
 
@@ -505,26 +510,36 @@ static void write_events(const struct ledger *lg, struct pg_pipeline *writes)
 		pgarray_int(&sec[4], s->remaining);
 	}
 	send_arrays(writes, SQL_INSERT_EVENTS, ev, 4);
+	at = (long)writes->count;
 	send_arrays(writes, SQL_INSERT_SECTIONS, sec, 5);
 	pgarray_free_all(ev, 4);
 	pgarray_free_all(sec, 5);
+	return at;
 }
 
-static void write_sections(const struct ledger *lg, struct pg_pipeline *writes)
+/* The changed sections' new remaining and held; the index of the update
+ * among the pipeline's results, or -1 when nothing changed. */
+static long write_sections(const struct ledger *lg, struct pg_pipeline *writes)
 {
-	struct pgarray a[2] = {PGARRAY_INIT, PGARRAY_INIT};
+	struct pgarray a[3] = {PGARRAY_INIT, PGARRAY_INIT, PGARRAY_INIT};
+	long at = -1;
 
 	for (size_t i = 0; i < lg->section_count; i++) {
 		const struct ledger_section *s = &lg->sections[i];
 
-		if (s->is_new || s->remaining == s->initial_remaining)
+		if (s->is_new || (s->remaining == s->initial_remaining &&
+				  s->held == s->initial_held))
 			continue;
 		pgarray_int(&a[0], s->id);
 		pgarray_int(&a[1], s->remaining);
+		pgarray_int(&a[2], s->held);
 	}
-	if (a[0].count)
-		send_arrays(writes, SQL_UPDATE_SECTIONS, a, 2);
-	pgarray_free_all(a, 2);
+	if (a[0].count) {
+		at = (long)writes->count;
+		send_arrays(writes, SQL_UPDATE_SECTIONS, a, 3);
+	}
+	pgarray_free_all(a, 3);
+	return at;
 }
 
 /* Holds ended in the batch get ended_at from the clock the batch judged
@@ -630,26 +645,72 @@ static void write_records(struct request *const *reqs, size_t n,
 }
 
 /*
+ * The sections the batch created and changed, as the writes returned them
+ * (columns of sql.c's SECTION_STATE). Committed already: a lack of memory
+ * here only costs their availability message, which the section's next
+ * change supersedes.
+ */
+static void read_section_states(struct txn_changes *changes,
+				const PGresult *created,
+				const PGresult *updated)
+{
+	const PGresult *results[2] = {created, updated};
+	size_t rows = 0;
+
+	changes->count = 0;
+	for (int k = 0; k < 2; k++)
+		rows += results[k] ? (size_t)PQntuples(results[k]) : 0;
+	if (rows == 0)
+		return;
+	changes->sections = calloc(rows, sizeof(*changes->sections));
+	if (!changes->sections)
+		return;
+	for (int k = 0; k < 2; k++) {
+		for (int r = 0; results[k] && r < PQntuples(results[k]); r++) {
+			struct section_state *st =
+			    &changes->sections[changes->count++];
+
+			st->section_id = pg_int(results[k], r, 0);
+			st->event_id = pg_int(results[k], r, 1);
+			st->capacity = (int)pg_int(results[k], r, 2);
+			st->remaining = (int)pg_int(results[k], r, 3);
+			st->held = (int)pg_int(results[k], r, 4);
+			st->version = pg_int(results[k], r, 5);
+			st->at_us = pg_int(results[k], r, 6);
+		}
+	}
+}
+
+void txn_changes_clear(struct txn_changes *changes)
+{
+	free(changes->sections);
+	changes->sections = NULL;
+	changes->count = 0;
+}
+
+/*
  * Step 5: every write of the batch and its COMMIT in one pipeline. A write
  * that fails aborts the rest: the COMMIT never runs and the caller rolls
  * back.
  */
 static enum pg_status write_phase(struct pg *pg, const struct ledger *lg,
-				  struct outcome *out, char *errstr,
+				  struct outcome *out,
+				  struct txn_changes *changes, char *errstr,
 				  size_t errstr_size)
 {
 	struct pg_pipeline writes;
 	enum pg_status rc;
+	long at_new, at_changed;
 
 	if (pg_pipeline_start(&writes, pg, errstr, errstr_size) != 0)
 		return PG_DISCONNECTED;
-	write_events(lg, &writes);
+	at_new = write_events(lg, &writes);
 	/* Holds and bookings before the sections' new remaining: their
 	 * foreign key checks then find the section rows this transaction
 	 * locked FOR UPDATE, and have nothing to lock or log. */
 	write_holds(lg, &writes);
 	write_bookings(lg, &writes);
-	write_sections(lg, &writes);
+	at_changed = write_sections(lg, &writes);
 	/* The server inserts the bookings while the replies are rendered:
 	 * the idempotency records that carry them go last. */
 	pg_pipeline_push(&writes);
@@ -662,14 +723,18 @@ static enum pg_status write_phase(struct pg *pg, const struct ledger *lg,
 	write_records(lg->reqs, lg->n, out, &writes);
 	pg_pipeline_command(&writes, "COMMIT");
 	rc = pg_pipeline_run(&writes, errstr, errstr_size);
+	if (rc == PG_OK)
+		read_section_states(
+		    changes, at_new >= 0 ? writes.results[at_new] : NULL,
+		    at_changed >= 0 ? writes.results[at_changed] : NULL);
 	pg_pipeline_clear(&writes);
 	return rc;
 }
 
 enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 			   struct request *const *reqs, size_t n,
-			   struct outcome *out, char *errstr,
-			   size_t errstr_size)
+			   struct outcome *out, struct txn_changes *changes,
+			   char *errstr, size_t errstr_size)
 {
 	struct ledger lg;
 	enum pg_status rc;
@@ -684,7 +749,8 @@ enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 	    (rc = read_events(pg, &lg, errstr, errstr_size)) != PG_OK ||
 	    (rc = read_customer_seats(pg, &lg, errstr, errstr_size)) != PG_OK ||
 	    (rc = decide(pg, &lg, out, errstr, errstr_size)) != PG_OK ||
-	    (rc = write_phase(pg, &lg, out, errstr, errstr_size)) != PG_OK)
+	    (rc = write_phase(pg, &lg, out, changes, errstr, errstr_size)) !=
+		PG_OK)
 		goto fail;
 	ledger_free(&lg);
 	return PG_OK;

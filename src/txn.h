@@ -6,6 +6,7 @@
 #ifndef TICKETD_TXN_H
 #define TICKETD_TXN_H
 
+#include "availability.h"
 #include "ledger.h"
 #include "outcome.h"
 #include "pg.h"
@@ -17,16 +18,26 @@
  * statements). NULL when out of memory. */
 struct pg *txn_pg_new(const char *conninfo);
 
+/* The sections a committed batch created or changed, as they now are
+ * (heap: txn_changes_clear). */
+struct txn_changes {
+	struct section_state *sections;
+	size_t count;
+};
+
+void txn_changes_clear(struct txn_changes *changes);
+
 /*
  * Run reqs[0..n) as one transaction. On PG_OK every out[i] (n blank
  * outcomes given) holds its outcome and reply text (the caller
- * outcome_clears them); on any other result nothing was committed, out[]
- * is blank again and errstr says why.
+ * outcome_clears them) and *changes (given empty) the sections' new
+ * states; on any other result nothing was committed, out[] is blank
+ * again, *changes empty, and errstr says why.
  */
 enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 			   struct request *const *reqs, size_t n,
-			   struct outcome *out, char *errstr,
-			   size_t errstr_size)
+			   struct outcome *out, struct txn_changes *changes,
+			   char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
 #endif

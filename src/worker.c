@@ -9,6 +9,7 @@
  */
 #include "worker.h"
 
+#include "availability.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
@@ -45,6 +46,7 @@ struct worker {
 struct worker_pool {
 	const struct config *cfg;
 	struct publisher *pub;
+	struct availability *av;
 	struct metrics *metrics;
 	struct request_limits limits;
 	struct ledger_limits ledger_limits;
@@ -250,6 +252,7 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 	char errstr[1024];
 
 	for (;;) {
+		struct txn_changes changes = {NULL, 0};
 		enum pg_status rc;
 		int64_t started;
 
@@ -257,8 +260,13 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 			return -1;
 		started = clock_now_us();
 		rc = txn_execute(w->pg, &w->pool->ledger_limits, reqs, n,
-				 w->outcomes, errstr, sizeof(errstr));
+				 w->outcomes, &changes, errstr, sizeof(errstr));
 		if (rc == PG_OK) {
+			/* Committed: the sections' new states go out first,
+			 * without waiting on Kafka. */
+			availability_publish(w->pool->av, changes.sections,
+					     changes.count);
+			txn_changes_clear(&changes);
 			histogram_observe(&m->transaction_seconds,
 					  (double)(clock_now_us() - started) /
 					      1e6);
@@ -448,8 +456,8 @@ static void worker_release(struct worker *w)
 }
 
 int worker_pool_start(struct worker_pool **out, const struct config *cfg,
-		      struct publisher *pub, struct metrics *metrics,
-		      char *errstr, size_t errstr_size)
+		      struct publisher *pub, struct availability *av,
+		      struct metrics *metrics, char *errstr, size_t errstr_size)
 {
 	struct worker_pool *pool = calloc(1, sizeof(*pool));
 	size_t bmax = (size_t)cfg->batch_max;
@@ -459,6 +467,7 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 		goto oom;
 	pool->cfg = cfg;
 	pool->pub = pub;
+	pool->av = av;
 	pool->ledger_limits.max_per_customer = cfg->max_per_customer;
 	pool->metrics = metrics;
 	pool->limits = (struct request_limits){

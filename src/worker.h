@@ -12,12 +12,15 @@
 
 struct worker_pool;
 struct publisher;
+struct availability;
 struct metrics;
 
-/* Start cfg->workers threads. 0, or -1 with errstr. */
+/* Start cfg->workers threads; replies go through pub, the sections their
+ * batches change through av (both borrowed: they outlive the pool). 0, or
+ * -1 with errstr. */
 int worker_pool_start(struct worker_pool **out, const struct config *cfg,
-		      struct publisher *pub, struct metrics *metrics,
-		      char *errstr, size_t errstr_size)
+		      struct publisher *pub, struct availability *av,
+		      struct metrics *metrics, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
 /*

@@ -14,7 +14,10 @@ def stack():
     state_dir = os.path.join(REPO, "build", "test-stack")
     shutil.rmtree(state_dir, ignore_errors=True)
     os.makedirs(state_dir)
-    s = Stack(state_dir)
+    # Secured: one broker with a plain and a SASL_SSL listener, one
+    # PostgreSQL with ssl=on, serve the plain tests (unchanged, on the
+    # plain endpoints) and test_security.py (docs/security.md says why).
+    s = Stack(state_dir, secure=True)
     try:
         s.up()
     except Exception as e:

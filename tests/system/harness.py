@@ -48,15 +48,27 @@ def read_env_file(path):
     return env
 
 
-class Stack:
-    """The throwaway PostgreSQL and Kafka of scripts/stack.sh."""
+def without_settings(environ):
+    """environ without ticketd's settings or libpq's password variables:
+    for a process that must take its settings from a file alone."""
+    return {k: v for k, v in environ.items()
+            if not k.startswith("TICKETD_") and k not in ("PGPASSWORD", "PGPASSFILE")}
 
-    def __init__(self, state_dir):
+
+class Stack:
+    """The throwaway PostgreSQL and Kafka of scripts/stack.sh; secure=True
+    adds the SASL_SSL listener and the TLS + SCRAM role (its stack.env
+    then names the secured endpoints, the plain ones as STACK_PLAIN_*)."""
+
+    def __init__(self, state_dir, secure=False):
         self.state_dir = state_dir
+        self.secure = secure
         self.env = {}
 
     def script(self, *args, timeout=300):
         env = dict(os.environ, STACK_DIR=self.state_dir)
+        if self.secure:
+            env["TICKETD_STACK_SECURE"] = "1"
         proc = subprocess.run(
             [os.path.join(REPO, "scripts", "stack.sh"), *args],
             env=env, capture_output=True, text=True, timeout=timeout)
@@ -76,11 +88,11 @@ class Stack:
 
     @property
     def brokers(self):
-        return self.env["TICKETD_BROKERS"]
+        return self.env.get("STACK_PLAIN_BROKERS", self.env["TICKETD_BROKERS"])
 
     @property
     def pg(self):
-        return self.env["TICKETD_PG"]
+        return self.env.get("STACK_PLAIN_PG", self.env["TICKETD_PG"])
 
     def db(self):
         conn = psycopg2.connect(self.pg)
@@ -110,17 +122,22 @@ class Stack:
 
 
 class Ticketd:
-    """One ticketd process with its own HTTP port and log file."""
+    """One ticketd process with its own HTTP port and log file. With config
+    (a settings file) the stack's plain addresses are not passed: brokers,
+    pg_conninfo and the security settings come from that file."""
 
-    def __init__(self, stack, name="ticketd", **settings):
+    def __init__(self, stack, name="ticketd", config=None, **settings):
         self.stack = stack
         self.name = name
+        self.config = config or os.path.join(REPO, "etc", "ticketd.conf")
         self.http_port = free_port()
         self.log_path = os.path.join(stack.state_dir, name + ".log")
-        self.env = dict(os.environ)
+        if config:
+            self.env = without_settings(os.environ)
+        else:
+            self.env = dict(os.environ, TICKETD_BROKERS=stack.brokers,
+                            TICKETD_PG=stack.pg)
         self.env.update({
-            "TICKETD_BROKERS": stack.brokers,
-            "TICKETD_PG": stack.pg,
             "TICKETD_HTTP_PORT": str(self.http_port),
             "TICKETD_GROUP_ID": "ticketd-test",
             "TICKETD_REAPER_INTERVAL_MS": "200",
@@ -133,8 +150,7 @@ class Ticketd:
     def start(self, wait_ready=True, timeout=60):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [os.path.join(REPO, "ticketd"), "-c",
-             os.path.join(REPO, "etc", "ticketd.conf")],
+            [os.path.join(REPO, "ticketd"), "-c", self.config],
             env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         if wait_ready:
@@ -397,8 +413,14 @@ def unique(prefix="t"):
     return "%s-%d-%d" % (prefix, os.getpid(), time.monotonic_ns())
 
 
-def run_flood(stack, *args, timeout=600, pg=None):
-    env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=pg or stack.pg)
+def run_flood(stack, *args, timeout=600, pg=None, config=None, env=None):
+    """ticket-flood against the stack's plain addresses, or with config (a
+    settings file) or env (the whole environment) instead."""
+    if env is None and config:
+        env = without_settings(os.environ)
+        args = ("--config", config) + args
+    elif env is None:
+        env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=pg or stack.pg)
     proc = subprocess.run([os.path.join(REPO, "ticket-flood"), "--quiet", *args],
                           env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -229,7 +229,7 @@ def until(condition, timeout=30):
 
 def waiting_sessions(stack, lock):
     """How many ticketd sessions wait for a lock of that kind."""
-    return stack.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ticketd'"
+    return stack.query("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ticketd%%'"
                        " AND wait_event_type = 'Lock' AND wait_event = %s", (lock,))[0][0]
 
 

@@ -37,8 +37,10 @@ def test_compose_file_names_only_what_exists():
         assert key in names or key == "pg", var
     assert services["ticketd"]["ports"] == ["8080:8080"]
     topics = services["topics"]["command"][0]
-    for topic in ("bookings.requests", "bookings.replies", "bookings.dead-letter"):
+    for topic in ("bookings.requests", "bookings.replies", "bookings.dead-letter",
+                  "bookings.availability"):
         assert topic in topics
+    assert "cleanup.policy=compact" in topics
 
 
 def test_dockerfile_copies_what_exists():
@@ -56,7 +58,9 @@ def test_make_install_into_destdir(tmp_path):
     for path in ("usr/bin/ticketd", "usr/bin/ticket-flood", "etc/ticketd/ticketd.conf",
                  "usr/lib/systemd/system/ticketd.service", "usr/share/ticketd/schema.sql",
                  "usr/share/ticketd/migrate-2026-11-26.sql",
-                 "usr/share/ticketd/migrate-2026-11-26b.sql"):
+                 "usr/share/ticketd/migrate-2026-11-26b.sql",
+                 "usr/share/ticketd/migrate-2026-12-01a.sql",
+                 "usr/share/ticketd/migrate-2026-12-01b.sql"):
         assert (tmp_path / path).exists(), path
     unit = (tmp_path / "usr/lib/systemd/system/ticketd.service").read_text()
     assert "ExecStart=/usr/bin/ticketd -c /etc/ticketd/ticketd.conf" in unit

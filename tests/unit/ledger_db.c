@@ -52,12 +52,24 @@ void db_add_event(struct db *db, int64_t id)
 	db->events[db->event_count++] = id;
 }
 
+static int active_held(const struct db *db, int64_t section_id)
+{
+	int seats = 0;
+
+	for (size_t h = 0; h < db->hold_count; h++) {
+		if (db->holds[h].section_id == section_id &&
+		    db->holds[h].status == LEDGER_HOLD_ACTIVE)
+			seats += db->holds[h].quantity;
+	}
+	return seats;
+}
+
 void db_add_section(struct db *db, int64_t id, int64_t event_id, int capacity,
 		    int remaining)
 {
 	room(db->section_count);
-	db->sections[db->section_count++] =
-	    (struct db_section){id, event_id, capacity, remaining};
+	db->sections[db->section_count++] = (struct db_section){
+	    id, event_id, capacity, remaining, active_held(db, id)};
 }
 
 void db_add_hold(struct db *db, int64_t id, int64_t event_id,
@@ -76,6 +88,8 @@ void db_add_hold(struct db *db, int64_t id, int64_t event_id,
 	copy_text(h->customer, sizeof(h->customer), customer);
 	h->status = status;
 	h->expires_us = expires_us;
+	if (status == LEDGER_HOLD_ACTIVE && db_section(db, section_id))
+		db_section(db, section_id)->held += quantity;
 }
 
 void db_add_booking(struct db *db, int64_t id, int64_t event_id,
@@ -219,7 +233,7 @@ static void feed(struct db *db, struct ledger *lg)
 		if ((i > 0 && ids[i] == ids[i - 1]) || !s)
 			continue;
 		must(ledger_add_section(lg, s->id, s->event_id, s->capacity,
-					s->remaining));
+					s->remaining, s->held));
 	}
 	for (size_t i = 0; i < lg->n; i++) {
 		const struct db_record *r =
@@ -315,21 +329,30 @@ static void apply(struct db *db, const struct ledger *lg,
 	for (size_t i = 0; i < lg->section_count; i++) {
 		const struct ledger_section *s = &lg->sections[i];
 
-		if (s->is_new)
+		if (s->is_new) {
 			db_add_section(db, s->id, s->event_id, s->capacity,
 				       s->remaining);
-		else
+			db_section(db, s->id)->held = s->held;
+		} else {
 			db_section(db, s->id)->remaining = s->remaining;
+			db_section(db, s->id)->held = s->held;
+		}
 	}
 	for (size_t i = 0; i < lg->hold_count; i++) {
 		const struct ledger_hold *h = &lg->holds[i];
 
-		if (h->is_new)
+		/* Rows only: the sections' counters were written above,
+		 * as the ledger left them. */
+		if (h->is_new) {
+			int held = db_section(db, h->section_id)->held;
+
 			db_add_hold(db, h->id, h->event_id, h->section_id,
 				    h->quantity, h->customer, h->status,
 				    h->expires_us);
-		else
+			db_section(db, h->section_id)->held = held;
+		} else {
 			db_hold(db, h->id)->status = h->status;
+		}
 	}
 	for (size_t i = 0; i < lg->booking_count; i++) {
 		const struct ledger_booking *bk = &lg->bookings[i];
@@ -404,7 +427,8 @@ int db_invariant_holds(const struct db *db)
 				taken += db->holds[h].quantity;
 		}
 		if (s->remaining < 0 || s->remaining > s->capacity ||
-		    s->capacity - s->remaining != taken)
+		    s->capacity - s->remaining != taken ||
+		    s->held != active_held(db, s->id))
 			return 0;
 	}
 	return 1;

@@ -19,6 +19,7 @@
 struct db_section {
 	int64_t id, event_id;
 	int capacity, remaining;
+	int held; /* the counter; db_invariant_holds checks it */
 };
 
 struct db_hold {
@@ -65,7 +66,8 @@ void db_init(struct db *db, int64_t now_us);
 /* Free the records' texts; db is empty afterwards. */
 void db_free(struct db *db);
 
-/* Rows put in directly, as a test's starting state. */
+/* Rows put in directly, as a test's starting state. A section's held
+ * counter follows the active holds given for it, before or after it. */
 void db_add_event(struct db *db, int64_t id);
 void db_add_section(struct db *db, int64_t id, int64_t event_id, int capacity,
 		    int remaining);
@@ -94,7 +96,8 @@ enum ledger_result db_run_batch(struct db *db,
 				struct outcome *out);
 
 /* Every section: capacity - remaining = confirmed seats + active held
- * seats, 0 <= remaining <= capacity. 1 when it holds. */
+ * seats, 0 <= remaining <= capacity, held = active held seats. 1 when it
+ * holds. */
 int db_invariant_holds(const struct db *db);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -411,6 +412,141 @@ static void test_sample_file_shows_the_defaults(void **state)
 	config_free(&sample);
 }
 
+/* A file of its own holding text (mode 0600, mkstemp's); the caller
+ * unlinks name. */
+static void write_secret_file(char *name, const char *text)
+{
+	int fd = mkstemp(name);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(close(fd), 0);
+}
+
+/* Loaded, or failed with errstr saying what and holding no "Planted". */
+static int load_secret_text(struct config *cfg, const char *text,
+			    const char *what)
+{
+	int rc = load_text(cfg, text);
+
+	if (strstr(errstr, "Planted"))
+		fail_msg("the refusal shows the secret: %s", errstr);
+	if (what && rc == 0)
+		fail_msg("accepted: %s", text);
+	if (what && !strstr(errstr, what))
+		fail_msg("\"%s\" does not say \"%s\"", errstr, what);
+	return rc;
+}
+
+static void test_security_settings(void **state)
+{
+	char pw[] = "/tmp/ticketd-test-pw-XXXXXX";
+	char passfile[] = "/tmp/ticketd-test-pgpass-XXXXXX";
+	char text[1024];
+	struct config cfg;
+
+	(void)state;
+	write_secret_file(pw, "Planted-sasl\n");
+	write_secret_file(passfile, "*:*:*:*:Planted-pg\n");
+	snprintf(text, sizeof(text),
+		 "kafka_properties = [ \"security.protocol=SASL_SSL\",\n"
+		 "    \"sasl.mechanisms=SCRAM-SHA-512\" ];\n"
+		 "kafka_sasl_password_file = \"%s\";\n"
+		 "pg_passfile = \"%s\";\n",
+		 pw, passfile);
+	assert_int_equal(load_secret_text(&cfg, text, NULL), 0);
+	assert_int_equal(cfg.kafka_properties.count, 2);
+	assert_string_equal(cfg.kafka_properties.items[1],
+			    "sasl.mechanisms=SCRAM-SHA-512");
+	assert_string_equal(cfg.kafka_sasl_password, "Planted-sasl");
+	assert_string_equal(cfg.pg_passfile, passfile);
+	config_free(&cfg);
+	assert_null(cfg.kafka_sasl_password);
+
+	/* The password in the environment instead. */
+	setenv("TICKETD_KAFKA_SASL_PASSWORD", "Planted-env", 1);
+	assert_int_equal(load_secret_text(&cfg, "", NULL), 0);
+	assert_string_equal(cfg.kafka_sasl_password, "Planted-env");
+	config_free(&cfg);
+	/* Not both, and not beside a sasl.password property. */
+	load_secret_text(&cfg, text, "given twice");
+	config_free(&cfg);
+	load_secret_text(
+	    &cfg, "consumer_properties = [ \"sasl.password=Planted\" ];\n",
+	    "consumer_properties");
+	config_free(&cfg);
+	setenv("TICKETD_KAFKA_SASL_PASSWORD", "", 1);
+	load_secret_text(&cfg, "", "empty");
+	config_free(&cfg);
+	unsetenv("TICKETD_KAFKA_SASL_PASSWORD");
+
+	/* Files others may read, or that are not there. */
+	assert_int_equal(chmod(pw, 0644), 0);
+	load_secret_text(&cfg, text, "kafka_sasl_password_file");
+	config_free(&cfg);
+	load_secret_text(&cfg, text, "chmod 600");
+	config_free(&cfg);
+	assert_int_equal(chmod(pw, 0600), 0);
+	assert_int_equal(chmod(passfile, 0640), 0);
+	load_secret_text(&cfg, text, "pg_passfile");
+	config_free(&cfg);
+	unlink(passfile);
+	load_secret_text(&cfg, text, "pg_passfile");
+	config_free(&cfg);
+	unlink(pw);
+	load_secret_text(&cfg, "kafka_sasl_password_file = \"/nonexistent\";\n",
+			 "/nonexistent");
+	config_free(&cfg);
+
+	/* A refused property list does not quote its items: a comma in a
+	 * password given in the environment would cut it there. */
+	setenv("TICKETD_KAFKA_PROPERTIES", "sasl.password=Plan,ted", 1);
+	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), -1);
+	assert_null(strstr(errstr, "ted"));
+	assert_non_null(strstr(errstr, "TICKETD_KAFKA_PROPERTIES"));
+	config_free(&cfg);
+	unsetenv("TICKETD_KAFKA_PROPERTIES");
+}
+
+/* --print-config shows no password: conninfo, property lists, SASL. */
+static void test_print_masks_secrets(void **state)
+{
+	struct config cfg;
+	char *out;
+
+	(void)state;
+	assert_int_equal(
+	    load_text(&cfg,
+		      "pg_conninfo = \"host=db password=Planted1 user=u\";\n"
+		      "kafka_properties = [ \"ssl.key.password=Planted2\",\n"
+		      "    \"sasl.username=u\" ];\n"
+		      "consumer_properties = [ \"sasl.password=Planted3\" ];\n"
+		      "producer_properties = [ \"ssl.key.pem=Planted4\" ];\n"),
+	    0);
+	out = print_to_string(&cfg);
+	if (strstr(out, "Planted"))
+		fail_msg("--print-config shows a secret:\n%s", out);
+	assert_non_null(
+	    strstr(out, "pg_conninfo = \"host=db password=(hidden) user=u\""));
+	assert_non_null(strstr(out, "\"ssl.key.password=(hidden)\""));
+	assert_non_null(strstr(out, "\"sasl.username=u\""));
+	assert_non_null(strstr(out, "\"sasl.password=(hidden)\""));
+	assert_non_null(strstr(out, "\"ssl.key.pem=(hidden)\""));
+	free(out);
+	config_free(&cfg);
+
+	setenv("TICKETD_PG", "postgresql://u:Planted5@db/t", 1);
+	setenv("TICKETD_KAFKA_SASL_PASSWORD", "Planted6", 1);
+	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), 0);
+	out = print_to_string(&cfg);
+	if (strstr(out, "Planted"))
+		fail_msg("--print-config shows a secret:\n%s", out);
+	assert_non_null(strstr(out, "postgresql://u:(hidden)@db/t"));
+	assert_non_null(strstr(out, "TICKETD_KAFKA_SASL_PASSWORD"));
+	free(out);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -432,6 +568,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sample_file_shows_the_defaults,
 					    clear_environment,
 					    clear_environment),
+	    cmocka_unit_test_setup_teardown(
+		test_security_settings, clear_environment, clear_environment),
+	    cmocka_unit_test_setup_teardown(
+		test_print_masks_secrets, clear_environment, clear_environment),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -624,7 +624,7 @@ static void test_running_out_of_ids_breaks_the_batch(void **state)
 	book(fx, "b", 99, 100, 1, "a");
 	ledger_init(&lg, &fx->limits, fx->ptrs, fx->n);
 	lg.now_us = NOW_US;
-	assert_int_equal(ledger_add_section(&lg, 100, 99, 5, 5), 0);
+	assert_int_equal(ledger_add_section(&lg, 100, 99, 5, 5, 0), 0);
 	assert_int_equal(ledger_decide(&lg, fx->out), LEDGER_BROKEN);
 	assert_non_null(strstr(lg.why, "booking ids"));
 	ledger_free(&lg);
@@ -643,7 +643,7 @@ static void test_a_customer_not_read_breaks_the_batch(void **state)
 	book(fx, "b", 99, 100, 1, "a");
 	ledger_init(&lg, &fx->limits, fx->ptrs, fx->n);
 	lg.now_us = NOW_US;
-	assert_int_equal(ledger_add_section(&lg, 100, 99, 5, 5), 0);
+	assert_int_equal(ledger_add_section(&lg, 100, 99, 5, 5, 0), 0);
 	assert_int_equal(ledger_add_ids(&lg, LEDGER_ID_BOOKING, ids, 1), 0);
 	assert_int_equal(ledger_decide(&lg, fx->out), LEDGER_BROKEN);
 	assert_non_null(strstr(lg.why, "was not read"));

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "availability.h"
 #include "config.h"
 #include "job.h"
 #include "metrics.h"
@@ -101,8 +102,8 @@ int __wrap_outcome_render(struct outcome *outcome, const char *request_id,
 
 enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 			   struct request *const *reqs, size_t n,
-			   struct outcome *out, char *errstr,
-			   size_t errstr_size)
+			   struct outcome *out, struct txn_changes *changes,
+			   char *errstr, size_t errstr_size)
 {
 	enum pg_status rc = PG_OK;
 
@@ -126,6 +127,11 @@ enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 		snprintf(errstr, errstr_size, "scripted failure %d", (int)rc);
 		return rc;
 	}
+	changes->sections = calloc(1, sizeof(*changes->sections));
+	assert_non_null(changes->sections);
+	changes->sections[0].section_id = 2;
+	changes->sections[0].version = txn_calls;
+	changes->count = 1;
 	for (size_t i = 0; i < n; i++) {
 		out[i].status = STATUS_CONFIRMED;
 		out[i].booking_id = (int64_t)i + 1;
@@ -136,6 +142,28 @@ enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 		    0);
 	}
 	return PG_OK;
+}
+
+void txn_changes_clear(struct txn_changes *changes)
+{
+	free(changes->sections);
+	changes->sections = NULL;
+	changes->count = 0;
+}
+
+static int states_published;
+
+/* The sections' states of every committed batch come here, before its
+ * replies. */
+void availability_publish(struct availability *av,
+			  const struct section_state *states, size_t n)
+{
+	(void)av;
+	pthread_mutex_lock(&lock);
+	assert_int_equal(n, 1);
+	assert_int_equal(states[0].section_id, 2);
+	states_published++;
+	pthread_mutex_unlock(&lock);
 }
 
 void publisher_send(struct publisher *pub, struct job *job)
@@ -179,6 +207,7 @@ static void run_start(struct run *r, enum script what)
 	render_failures_left = 0;
 	published_count = 0;
 	freed_count = 0;
+	states_published = 0;
 	pthread_mutex_unlock(&lock);
 	r->cfg.workers = 1;
 	r->cfg.batch_max = 16;
@@ -190,8 +219,8 @@ static void run_start(struct run *r, enum script what)
 	r->cfg.hold_ttl_max_s = 600;
 	r->cfg.pg_conninfo = "unused";
 	metrics_init(&r->metrics);
-	assert_int_equal(worker_pool_start(&r->pool, &r->cfg, NULL, &r->metrics,
-					   errstr, sizeof(errstr)),
+	assert_int_equal(worker_pool_start(&r->pool, &r->cfg, NULL, NULL,
+					   &r->metrics, errstr, sizeof(errstr)),
 			 0);
 }
 
@@ -276,6 +305,8 @@ static void test_every_job_reaches_the_publisher_in_order(void **state)
 	assert_true(published_at(1)->dead_letter);
 	assert_int_equal(published_at(3)->outcome.error, ERROR_INVALID_FIELD);
 	assert_int_equal(freed_count, 0);
+	/* One state a committed batch, none for a failed one. */
+	assert_int_equal(states_published, txn_calls);
 	run_stop(&r);
 }
 
