@@ -83,6 +83,7 @@ class Contract:
         channels = self.asyncapi["channels"]
         self.request = self._one_of(channels["requests"])
         self.reply = self._one_of(channels["replies"])
+        self.availability = self._one_of(channels["availability"])
         messages = self.asyncapi["components"]["messages"]
         self.dead_letter_headers = self._async(messages["deadLetter"]["headers"])
         self.undeliverable_headers = self._async(messages["undeliverableReply"]["headers"])
@@ -134,6 +135,14 @@ class Contract:
 
     def reply_errors(self, obj):
         return self._errors(self.reply, obj)
+
+    def availability_errors(self, value):
+        """A message of the availability topic (its value, bytes)."""
+        try:
+            obj = json.loads(value)
+        except (TypeError, ValueError) as e:
+            return ["not JSON: %s" % e]
+        return self._errors(self.availability, obj)
 
     def _schema_at(self, schema):
         while "$ref" in schema and "x-kafka-header-encoding" not in schema:
@@ -218,12 +227,15 @@ class Contract:
                 _, spec = self._open_resolver.resolve(spec["$ref"])
             got = lower.get(name.lower())
             if got is None:
-                errors.append("header %s missing" % name)
+                if spec.get("required"):
+                    errors.append("header %s missing" % name)
             else:
                 errors += ["header %s: %s" % (name, e) for e in self._errors(
                     jsonschema.Draft202012Validator(spec["schema"],
                                                     resolver=self._open_resolver), got)]
-        content = response.get("content", {})
+        content = response.get("content")
+        if content is None:  # 304: no body
+            return errors + (["a body where none is documented"] if body else [])
         ctype = lower.get("content-type", "")
         if ctype not in content:
             return errors + ["content type %r is not one of %s" % (ctype, sorted(content))]

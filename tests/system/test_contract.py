@@ -47,7 +47,8 @@ def test_asyncapi_document_is_valid(tmp_path):
     run = validate_asyncapi(ASYNCAPI)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "valid AsyncAPI 3.0.0" in run.stdout, run.stdout
-    for channel in ("bookings.requests", "bookings.replies", "bookings.dead-letter"):
+    for channel in ("bookings.requests", "bookings.replies", "bookings.dead-letter",
+                    "bookings.availability"):
         assert channel in run.stdout
     # The parser does refuse: a dangling reference and a bad action.
     with open(ASYNCAPI) as f:
@@ -92,6 +93,12 @@ def test_the_checks_catch_a_disagreement():
     assert c.http_errors("GET", "/healthz", 200, {"Content-Type": "application/json"},
                          '{"status":"ok"}')
     assert c.http_errors("GET", "/events/1", 418, json_headers, "{}")
+    state = {"event_id": 1, "section_id": 2, "capacity": 5, "remaining": 3, "held": 2,
+             "version": 4, "at": "2026-12-01T20:00:00.123456Z"}
+    assert c.availability_errors(json.dumps(state).encode()) == []
+    assert c.availability_errors(json.dumps(dict(state, held=-1)).encode())
+    assert c.availability_errors(json.dumps({k: v for k, v in state.items()
+                                             if k != "version"}).encode())
 
 
 def invalid_classes():
