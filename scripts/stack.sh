@@ -87,6 +87,9 @@ pg_start() {
 			max_connections = 200
 			shared_buffers = 256MB
 		CONF
+		# The benchmark's per-statement breakdown (scripts/bench.py --statements).
+		[[ ${TICKETD_STACK_PG_STATEMENTS:-} != 1 ]] ||
+			echo "shared_preload_libraries = 'pg_stat_statements'" >>"$data/postgresql.conf"
 		if secure; then secure_pg_conf "$data"; fi
 	fi
 	as_pg "$bin/pg_ctl" -D "$data" -l "$stack_dir/pg/log" -w -t 60 start >/dev/null ||
