@@ -214,7 +214,7 @@ create_topics() {
 	/usr/bin/python3 - "$TICKETD_BROKERS" \
 		"$request_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" max.message.bytes=16777216 \
 		"$reply_topic" 4 - \
-		"$dlq_topic" 1 - \
+		"$dlq_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" - \
 		"$availability_topic" 4 cleanup.policy=compact,min.cleanable.dirty.ratio=0.1,segment.ms=600000 \
 		<<-'PY' || die "creating the topics failed"
 		import sys
