@@ -374,7 +374,10 @@ def run_readers(stack, args):
                          spread(with_rates), spread(ratios, "%.2fx"),
                          spread(p99s, "%.1f"), errors))
 
-    t = Ticketd(stack, name="readers-alone", request_topic="bench.readers",
+    # The readers alone: a ticketd with nothing to consume (a topic of its
+    # own: a new group on bench.readers would replay everything sent there).
+    stack.create_topic("bench.readers-idle", partitions=1)
+    t = Ticketd(stack, name="readers-alone", request_topic="bench.readers-idle",
                 group_id="bench-readers-alone", log_level="warn")
     t.start()
     try:
@@ -385,7 +388,7 @@ def run_readers(stack, args):
           "%d failed" % (r["throughput"], r["latencies"]["99th"] / 1e6,
                          r["requests"] - int(round(r["success"] * r["requests"]))))
 
-    t = Ticketd(stack, name="readers-uncached", request_topic="bench.readers",
+    t = Ticketd(stack, name="readers-uncached", request_topic="bench.readers-idle",
                 group_id="bench-readers-uncached", log_level="warn", http_cache_ms=0)
     t.start()
     rates = {505: [], 506: []}
