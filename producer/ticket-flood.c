@@ -124,7 +124,10 @@ static void usage(FILE *out)
 	    "pg_conninfo)\n"
 	    "      --config FILE     ticketd's settings file: brokers, "
 	    "pg_conninfo and\n"
-	    "                        the security settings (kafka_properties,\n"
+	    "                        the Kafka and security settings "
+	    "(kafka_properties,\n"
+	    "                        consumer_properties, "
+	    "producer_properties,\n"
 	    "                        kafka_sasl_password_file, pg_passfile) "
 	    "come from it\n"
 	    "                        and from TICKETD_* variables, as for "
@@ -502,8 +505,6 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 
 	bad |= kafka_conf_set(conf, "bootstrap.servers", o->brokers, errstr,
 			      sizeof(errstr));
-	bad |=
-	    kafka_conf_apply_user(conf, o->cfg, NULL, errstr, sizeof(errstr));
 	kafka_conf_set_logging(conf);
 	if (type == RD_KAFKA_PRODUCER) {
 		/* As ticketd's reply producer, so that the --echo relay is
@@ -524,6 +525,13 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 				      errstr, sizeof(errstr));
 		bad |= kafka_conf_set_fetch(conf, errstr, sizeof(errstr));
 	}
+	/* Then the user's, as ticketd applies them: the benchmark's Kafka
+	 * path and its floods then run with the settings ticketd runs with. */
+	bad |= kafka_conf_apply_user(conf, o->cfg,
+				     type == RD_KAFKA_PRODUCER
+					 ? &o->cfg->producer_properties
+					 : &o->cfg->consumer_properties,
+				     errstr, sizeof(errstr));
 	if (bad) {
 		fprintf(stderr, "ticket-flood: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);
@@ -985,7 +993,8 @@ static int run_echo(const struct options *o)
 	    kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
 			   sizeof(errstr)) ||
 	    kafka_conf_set_fetch(conf, errstr, sizeof(errstr)) ||
-	    kafka_conf_apply_user(conf, o->cfg, NULL, errstr, sizeof(errstr))) {
+	    kafka_conf_apply_user(conf, o->cfg, &o->cfg->consumer_properties,
+				  errstr, sizeof(errstr))) {
 		fprintf(stderr, "ticket-flood: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);
 		return 2;

@@ -485,7 +485,21 @@ def main():
                     help="requests of the hot flood the readers run beside")
     ap.add_argument("--reader-rounds", type=int, default=3,
                     help="interleaved rounds of the readers' comparisons")
+    ap.add_argument("--consumer-property", action="append", default=[],
+                    metavar="NAME=VALUE",
+                    help="a librdkafka property for every consumer of the run "
+                    "(ticketd's, ticket-flood's and the relay's), after their own "
+                    "choices; repeatable")
+    ap.add_argument("--producer-property", action="append", default=[],
+                    metavar="NAME=VALUE",
+                    help="the same for every producer (e.g. linger.ms=5, "
+                    "compression.type=lz4)")
     args = ap.parse_args()
+    # The processes read them as ticketd's settings (TICKETD_*, comma-separated).
+    for name, props in (("TICKETD_CONSUMER_PROPERTIES", args.consumer_property),
+                        ("TICKETD_PRODUCER_PROPERTIES", args.producer_property)):
+        if props:
+            os.environ[name] = ",".join(props)
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = set(chosen) - {"hot", "spread", "sell-out", "latency", "readers"}
     if unknown:
@@ -501,6 +515,10 @@ def main():
     print("ticketd benchmark, %s, %d cores, %s" % (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.cpu_count(),
         open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")))
+    for role, props in (("consumer", args.consumer_property),
+                        ("producer", args.producer_property)):
+        if props:
+            print("%s properties: %s" % (role, ", ".join(props)))
     for topic in ("bench.b1", "bench.shipped", "bench.kafka", "bench.replies-kafka",
                   "bench.latency", "bench.rss"):
         stack.create_topic(topic, partitions=4)
