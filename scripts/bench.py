@@ -514,7 +514,7 @@ def main():
                       if l.startswith("export")))
     print("ticketd benchmark, %s, %d cores, %s" % (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.cpu_count(),
-        open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")))
+        open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" \t:")))
     for role, props in (("consumer", args.consumer_property),
                         ("producer", args.producer_property)):
         if props:
