@@ -121,7 +121,7 @@ test-system: all $(DB_TEST_BINS) ## run the system tests only (real Kafka + Post
 check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
 	$(BUILD)/tests/unit/test_config
 
-up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/; TICKETD_STACK_SECURE=1: over SASL_SSL and TLS)
+up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/; TICKETD_STACK_SECURE=1: over SASL_SSL and TLS; TICKETD_STACK_REPLICATED=1: 3 Kafka nodes, a synchronous standby)
 	scripts/stack.sh up
 	scripts/run-ticketd.sh start
 
