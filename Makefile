@@ -28,7 +28,7 @@ comma := ,
 DAEMON_MODULES = buf clock config log request outcome offsets job kafka \
 	availability cache \
 	metrics pg pgarray sql ledger txn views publisher worker consumer \
-	reaper route http secret pgcheck kafkacheck
+	reaper route http replica secret pgcheck kafkacheck
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
 	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o \
