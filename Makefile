@@ -69,7 +69,7 @@ OBJS_test_secret = $(call obj,secret)
 OBJS_test_pgcheck = $(call obj,pgcheck)
 LIBS_test_pgcheck = -lpq
 
-.PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \
+.PHONY: tsan all help deps test test-unit test-system test-replicated run up down bench fuzz \
 	install uninstall clean format format-check check-config valgrind \
 	ticketd ticket-flood
 
@@ -117,6 +117,11 @@ test: ## install what is missing, build, run unit and system tests
 
 test-system: all $(DB_TEST_BINS) ## run the system tests only (real Kafka + PostgreSQL)
 	TICKETD_BUILD=$(BUILD) tests/run.sh --system-only
+
+test-replicated: ## the replicated deployment's failover scenarios (3 Kafka nodes, a PostgreSQL standby)
+	scripts/deps.sh
+	$(MAKE) all
+	TICKETD_BUILD=$(BUILD) tests/run.sh --replicated
 
 check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
 	$(BUILD)/tests/unit/test_config

@@ -290,6 +290,9 @@ create_topics() {
 		for topic, future in (admin.create_topics(new) if new else {}).items():
 		    future.result(60)
 		PY
+	if replicated; then
+		kafka_cluster_wait_topics "$request_topic" "$reply_topic" "$dlq_topic" "$availability_topic"
+	fi
 }
 
 # ------------------------------------------------------------ secured stack
@@ -545,6 +548,30 @@ kafka_cluster_wait() {
 		sleep 0.5
 	done
 	die "the Kafka cluster did not show 3 brokers within 90 s"
+}
+
+# Every node knows each of the topics named, all their replicas in sync
+# (bounded: 60 s). A node learns a new topic from the controllers' log a
+# moment after the one that created it: a client that asked it first would
+# be told the topic does not exist.
+kafka_cluster_wait_topics() {
+	local n port out topic ok
+	for _ in $(seq 1 120); do
+		ok=1
+		for n in 1 2 3; do
+			port="$(state_get "kafka${n}_port")"
+			out="$(kcat -b "127.0.0.1:$port" -L -m 2 2>/dev/null)" || { ok=0; break; }
+			grep -q "from broker $n:" <<<"$out" || { ok=0; break; }
+			for topic in "$@"; do
+				grep -q "topic \"$topic\" with" <<<"$out" || ok=0
+			done
+			# A partition whose in-sync replicas are fewer than three.
+			grep -E 'isrs: [0-9]+(,[0-9]+)?$' <<<"$out" >/dev/null && ok=0
+		done
+		[[ $ok == 1 ]] && return 0
+		sleep 0.5
+	done
+	die "not every Kafka node knows the topics $* within 60 s"
 }
 
 kafka_cluster_start() {
