@@ -248,11 +248,27 @@ class Scenario:
         fields = dict(kv.split("=", 1) for kv in summary.group(1).split())
         self.run_id = fields["run"]
         self.offsets.stop()
+        counters = self.counters()
         figures = self.check(int(fields["sent"]))
+        figures["counters"] = counters
         figures["flood_exit"] = self.flood.returncode
         self.figures = figures
         self.report()
         return figures
+
+    COUNTERS = ("ticketd_db_commit_unknown_total", "ticketd_requests_replayed_total",
+                "ticketd_db_server_changes_total", "ticketd_db_reconnects_total",
+                "ticketd_reply_failures_total")
+
+    def counters(self):
+        """Some of ticketd's counters, summed over the group's processes."""
+        sums = dict.fromkeys(self.COUNTERS, 0)
+        for t in self.members:
+            status, text = t.http("/metrics")
+            for name in self.COUNTERS:
+                found = re.search(r"^%s (\d+)$" % name, text, re.M) if status == 200 else None
+                sums[name] += int(found.group(1)) if found else 0
+        return sums
 
     def stop_members(self):
         return [t.stop(timeout=60) for t in self.members if t.proc.poll() is None]
@@ -373,14 +389,16 @@ class Scenario:
             answered_at = [min(t for t, _ in replies[rid]) for rid in in_flight
                            if rid in replies]
             window = [at] + [t for t in all_replies if at < t <= at + 60]
-            gaps = [b - a for a, b in zip(window, window[1:])]
+            gaps = [(b - a, b) for a, b in zip(window, window[1:])]
+            pause, resumed = max(gaps) if gaps else (None, None)
             out["faults"].append({
                 "what": what,
                 "at": at - self.started,
                 "first_reply_s": (after[0] - at) if after else None,
                 "in_flight": len(in_flight),
                 "last_in_flight_answered_s": (max(answered_at) - at) if answered_at else None,
-                "longest_pause_s": max(gaps) if gaps else None,
+                "longest_pause_s": pause,
+                "resumed_s": (resumed - at) if resumed else None,
             })
         out["replies_total"] = len(firsts)
         return out
@@ -392,14 +410,17 @@ class Scenario:
                     f["invariant"])]
         for x in f["faults"]:
             lines.append(
-                "  %s at +%.1fs: first reply after it %s, in flight %d, last of those "
-                "answered %s, longest pause in replies %s" % (
-                    x["what"], x["at"], fmt_s(x["first_reply_s"]), x["in_flight"],
-                    fmt_s(x["last_in_flight_answered_s"]), fmt_s(x["longest_pause_s"])))
+                "  %s at +%.1fs: first reply after it %s, longest pause in replies %s "
+                "(replies again %s after it), in flight %d, last of those answered %s" % (
+                    x["what"], x["at"], fmt_s(x["first_reply_s"]),
+                    fmt_s(x["longest_pause_s"]), fmt_s(x["resumed_s"]), x["in_flight"],
+                    fmt_s(x["last_in_flight_answered_s"])))
         lines.append("  acknowledged %d, repeated identical replies %d, committed offsets "
                      "sampled %d times, moved backwards %d"
                      % (f["acknowledged"], f["repeated_replies"], f["offset_samples"],
                         len(f["offsets_backwards"])))
+        lines.append("  ticketd: " + ", ".join(
+            "%s %d" % (k[len("ticketd_"):-len("_total")], v) for k, v in f["counters"].items()))
         for key in ("unanswered", "missing", "differing", "twice", "broken",
                     "offsets_backwards"):
             if f[key]:

@@ -42,9 +42,15 @@ def node_query(stack, n, sql, params=()):
 
 
 def roles(stack):
-    """(primary node, standby node) as the servers say."""
-    recovery = {n: node_query(stack, n, "SELECT pg_is_in_recovery()")[0][0] for n in (1, 2)}
-    primary = [n for n, r in recovery.items() if not r]
+    """(primary node, the other node) as the servers say; the other may be
+    down (a primary just killed)."""
+    recovery = {}
+    for n in (1, 2):
+        try:
+            recovery[n] = node_query(stack, n, "SELECT pg_is_in_recovery()")[0][0]
+        except psycopg2.OperationalError:
+            recovery[n] = None  # down
+    primary = [n for n, r in recovery.items() if r is False]
     assert len(primary) == 1, recovery
     return primary[0], 3 - primary[0]
 
