@@ -145,6 +145,39 @@ class OffsetWatch:
         self.consumer.close()
 
 
+class ReplyWatch:
+    """Reads the reply topic as it is written, as a client would, and
+    notes when each request's first reply could be read (a reply is
+    readable once every in-sync replica has it, which may be long after
+    the leader appended it)."""
+
+    def __init__(self, brokers, topic, count):
+        self.consumer = Consumer({"bootstrap.servers": brokers, "group.id": unique("watch"),
+                                  "enable.auto.commit": False, "log_level": 3,
+                                  "fetch.wait.max.ms": 10})
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+                              for p in range(count)])
+        self.first_seen = {}
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        deadline = time.time() + 900
+        while self.running and time.time() < deadline:
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            doc = parse(msg.value())
+            if doc and "request_id" in doc:
+                self.first_seen.setdefault(doc["request_id"], time.time())
+
+    def stop(self):
+        self.running = False
+        self.thread.join(10)
+        self.consumer.close()
+
+
 def read_topic(brokers, topic, timeout=120):
     """Every record of topic from its start to its end now: a list of
     (append time in s, partition, offset, value)."""
@@ -212,6 +245,7 @@ class Scenario:
             self.members.append(t)
         self.offsets = OffsetWatch(stack.brokers, self.group, self.request_topic,
                                    request_partitions)
+        self.replies_seen = ReplyWatch(stack.brokers, self.reply_topic, 4)
         self.faults = []  # (what, time)
         self.flood = None
 
@@ -248,6 +282,8 @@ class Scenario:
         fields = dict(kv.split("=", 1) for kv in summary.group(1).split())
         self.run_id = fields["run"]
         self.offsets.stop()
+        time.sleep(1)  # the watch reads the last replies
+        self.replies_seen.stop()
         counters = self.counters()
         figures = self.check(int(fields["sent"]))
         figures["counters"] = counters
@@ -374,12 +410,16 @@ class Scenario:
         return None
 
     def timing(self, requests, replies):
-        """For each fault: seconds from it to the first reply appended after
-        it, the requests in flight at it (landed before it, first answered
-        after it or never), when the last of those was answered, and the
-        longest pause between replies in the 60 s after it."""
-        firsts = sorted(min(at for at, _ in v) for v in replies.values())
-        all_replies = sorted(at for v in replies.values() for at, _ in v)
+        """For each fault: seconds from it to the first reply read after it
+        (as the client reads them: ReplyWatch), the requests in flight at
+        it (landed before it, first answered after it or never), when the
+        last of those was answered, and the longest pause between replies
+        in the 60 s after it. A request landed when the broker appended
+        it."""
+        seen = self.replies_seen.first_seen
+        replies = {rid: [(seen.get(rid, float("inf")), None)] for rid in replies}
+        firsts = sorted(t for t in (v[0][0] for v in replies.values()) if t != float("inf"))
+        all_replies = firsts
         out = {"faults": []}
         for what, at in self.faults:
             after = [t for t in all_replies if t > at]
@@ -401,6 +441,7 @@ class Scenario:
                 "resumed_s": (resumed - at) if resumed else None,
             })
         out["replies_total"] = len(firsts)
+        out["unseen_by_watch"] = len(replies) - len(firsts)
         return out
 
     def report(self):
@@ -416,9 +457,9 @@ class Scenario:
                     fmt_s(x["longest_pause_s"]), fmt_s(x["resumed_s"]), x["in_flight"],
                     fmt_s(x["last_in_flight_answered_s"])))
         lines.append("  acknowledged %d, repeated identical replies %d, committed offsets "
-                     "sampled %d times, moved backwards %d"
+                     "sampled %d times, moved backwards %d, replies the live reader missed %d"
                      % (f["acknowledged"], f["repeated_replies"], f["offset_samples"],
-                        len(f["offsets_backwards"])))
+                        len(f["offsets_backwards"]), f["unseen_by_watch"]))
         lines.append("  ticketd: " + ", ".join(
             "%s %d" % (k[len("ticketd_"):-len("_total")], v) for k, v in f["counters"].items()))
         for key in ("unanswered", "missing", "differing", "twice", "broken",

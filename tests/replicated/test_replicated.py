@@ -240,15 +240,15 @@ def test_broker_leader_kill(stack):
 def test_broker_rolling_restart(stack):
     """Each node stopped and started in turn mid-flood, as an upgrade
     would: the next only once every partition is in sync again."""
-    run = Scenario(stack, "broker_rolling_restart", base=320000, n=6000, rate=150)
+    run = Scenario(stack, "broker_rolling_restart", base=320000, n=6000, rate=110)
     try:
         run.start_flood()
         run.wait_until(4)
         for node in (1, 2, 3):
+            assert run.flood.poll() is None, "the flood ended before node %d's restart" % node
             run.fault("kafka-stop %d" % node, "kafka-stop", str(node))
             stack.script("kafka-start", str(node))
             wait_in_sync(stack.brokers, [run.request_topic, run.reply_topic] + list(TOPICS))
-        assert run.flood.poll() is None, "the flood ended before the last restart"
         run.finish()
     finally:
         codes = run.stop_members()
