@@ -414,21 +414,22 @@ class Scenario:
         (as the client reads them: ReplyWatch), the requests in flight at
         it (landed before it, first answered after it or never), when the
         last of those was answered, and the longest pause between replies
-        in the 60 s after it. A request landed when the broker appended
+        in the 60 s after it (or until the next fault). A request landed when the broker appended
         it."""
         seen = self.replies_seen.first_seen
         replies = {rid: [(seen.get(rid, float("inf")), None)] for rid in replies}
         firsts = sorted(t for t in (v[0][0] for v in replies.values()) if t != float("inf"))
         all_replies = firsts
         out = {"faults": []}
-        for what, at in self.faults:
+        ends = [at for _, at in self.faults[1:]] + [float("inf")]
+        for (what, at), end in zip(self.faults, ends):
             after = [t for t in all_replies if t > at]
             in_flight = [rid for rid, (sent_at, _) in requests.items()
                          if sent_at <= at and (rid not in replies or
                                                min(t for t, _ in replies[rid]) > at)]
             answered_at = [min(t for t, _ in replies[rid]) for rid in in_flight
                            if rid in replies]
-            window = [at] + [t for t in all_replies if at < t <= at + 60]
+            window = [at] + [t for t in all_replies if at < t <= min(at + 60, end)]
             gaps = [(b - a, b) for a, b in zip(window, window[1:])]
             pause, resumed = max(gaps) if gaps else (None, None)
             out["faults"].append({
