@@ -11,6 +11,7 @@ when its reply did; the kill's time is taken on the same machine's clock.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -238,11 +239,14 @@ class Scenario:
         create_topic(stack.brokers, self.reply_topic, 4)
         self.request_partitions = request_partitions
         self.members = []
+        # Started together: each one's joining the group would otherwise
+        # wait out the rebalance the one before it caused.
         for i in range(processes):
             t = Ticketd(stack, name="%s-%d" % (name, i), request_topic=self.request_topic,
                         group_id=self.group, reply_topic=self.reply_topic)
-            t.start(timeout=120)
-            self.members.append(t)
+            self.members.append(t.start(wait_ready=False))
+        for t in self.members:
+            t.wait_ready(timeout=120)
         self.offsets = OffsetWatch(stack.brokers, self.group, self.request_topic,
                                    request_partitions)
         self.replies_seen = ReplyWatch(stack.brokers, self.reply_topic, 4)
@@ -307,7 +311,19 @@ class Scenario:
         return sums
 
     def stop_members(self):
-        return [t.stop(timeout=60) for t in self.members if t.proc.poll() is None]
+        """SIGTERM to every process at once, then their exit codes."""
+        running = [t for t in self.members if t.proc and t.proc.poll() is None]
+        for t in running:
+            t.proc.send_signal(signal.SIGTERM)
+        codes = []
+        for t in running:
+            try:
+                codes.append(t.proc.wait(60))
+            except subprocess.TimeoutExpired:
+                t.proc.kill()
+                t.proc.wait()
+                codes.append("did not stop within 60 s")
+        return codes
 
     # ------------------------------------------------------------ checker
 
