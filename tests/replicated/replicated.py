@@ -445,6 +445,10 @@ class Scenario:
                                                min(t for t, _ in replies[rid]) > at)]
             answered_at = [min(t for t, _ in replies[rid]) for rid in in_flight
                            if rid in replies]
+            # The first request sent after the fault and answered: when
+            # the system served new work again.
+            new = [replies[rid][0][0] for rid, (sent_at, _) in requests.items()
+                   if sent_at > at and rid in replies and replies[rid][0][0] != float("inf")]
             window = [at] + [t for t in all_replies if at < t <= min(at + 60, end)]
             gaps = [(b - a, b) for a, b in zip(window, window[1:])]
             pause, resumed = max(gaps) if gaps else (None, None)
@@ -452,6 +456,7 @@ class Scenario:
                 "what": what,
                 "at": at - self.started,
                 "first_reply_s": (after[0] - at) if after else None,
+                "first_new_reply_s": (min(new) - at) if new else None,
                 "in_flight": len(in_flight),
                 "last_in_flight_answered_s": (max(answered_at) - at) if answered_at else None,
                 "longest_pause_s": pause,
@@ -468,9 +473,11 @@ class Scenario:
                     f["invariant"])]
         for x in f["faults"]:
             lines.append(
-                "  %s at +%.1fs: first reply after it %s, longest pause in replies %s "
-                "(replies again %s after it), in flight %d, last of those answered %s" % (
+                "  %s at +%.1fs: first reply after it %s, first to a request sent after "
+                "it %s, longest pause in replies %s (replies again %s after it), in flight "
+                "%d, last of those answered %s" % (
                     x["what"], x["at"], fmt_s(x["first_reply_s"]),
+                    fmt_s(x["first_new_reply_s"]),
                     fmt_s(x["longest_pause_s"]), fmt_s(x["resumed_s"]), x["in_flight"],
                     fmt_s(x["last_in_flight_answered_s"])))
         lines.append("  acknowledged %d, repeated identical replies %d, committed offsets "
