@@ -61,7 +61,14 @@ def test_counters_stay_equal_to_the_sums_through_expiry_kill_and_restart(stack):
          "--mix", "50", "--ttl", "1", "-t", "240"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(2.5)
+        # The kill must find holds made: their confirms then wait for the
+        # second process past their ttl. A fixed pause was not enough when
+        # the flood was slow to start (no hold made yet, none expired).
+        deadline = time.time() + 30
+        while stack.query("SELECT count(*) FROM holds WHERE section_id "
+                          "BETWEEN 960 AND 963")[0][0] < 50:
+            assert time.time() < deadline, "the first process made no holds"
+            time.sleep(0.1)
         first.kill()
         second = Ticketd(stack, name="counters-2", **settings).start()
         out, _ = flood.communicate(timeout=300)
