@@ -235,6 +235,8 @@ install: all ## install binaries, config and systemd unit (PREFIX, DESTDIR)
 	install -m 644 etc/ticketd.conf $(DESTDIR)$(SYSCONFDIR)/ticketd/ticketd.conf
 	install -m 644 db/schema.sql db/seed.sql db/check.sql \
 		db/migrate-2026-11-26.sql db/migrate-2026-11-26b.sql \
+		db/migrate-2026-12-01a.sql db/migrate-2026-12-01b.sql \
+		db/migrate-2026-12-02.sql \
 		$(DESTDIR)$(PREFIX)/share/ticketd/
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		etc/ticketd.service.in > $(DESTDIR)$(UNITDIR)/ticketd.service

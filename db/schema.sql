@@ -59,9 +59,9 @@ CREATE TABLE IF NOT EXISTS holds (
     expires_at  timestamptz NOT NULL,
     request_key text COLLATE "C" NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    ended_at    timestamptz,
-    CONSTRAINT holds_section_fkey FOREIGN KEY (section_id, event_id)
-        REFERENCES sections (id, event_id)
+    ended_at    timestamptz
+    -- (section_id, event_id) names a section of that event: held per
+    -- statement by the triggers at the end of this file.
 );
 CREATE INDEX IF NOT EXISTS holds_active_expiry ON holds (expires_at)
     WHERE status = 'active';
@@ -87,11 +87,9 @@ CREATE TABLE IF NOT EXISTS bookings (
     hold_id      bigint REFERENCES holds (id),
     request_key  text COLLATE "C" NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    cancelled_at timestamptz,
-    -- One foreign key for section and event (sections.event_id references
-    -- events): one check per inserted row instead of two, on the hot path.
-    CONSTRAINT bookings_section_fkey FOREIGN KEY (section_id, event_id)
-        REFERENCES sections (id, event_id)
+    cancelled_at timestamptz
+    -- (section_id, event_id) names a section of that event: held per
+    -- statement by the triggers at the end of this file.
 );
 -- One booking per confirmed hold; plain bookings (no hold) stay out of it.
 CREATE UNIQUE INDEX IF NOT EXISTS bookings_hold_id ON bookings (hold_id)
@@ -147,3 +145,101 @@ FROM bookings GROUP BY request_key HAVING count(*) > 1
 UNION ALL
 SELECT 'hold', request_key, count(*)
 FROM holds GROUP BY request_key HAVING count(*) > 1;
+
+-- Referential integrity of bookings and holds to their section, held once
+-- per statement. A foreign key checks every inserted row; a hot batch
+-- inserts hundreds of rows that name one section, so the check runs once
+-- per statement over its new rows instead, and takes the same lock a
+-- foreign key takes (FOR KEY SHARE) on each section named, once
+-- (docs/benchmarks.md has the cost of each). The other side: a section
+-- named by a booking or a hold cannot be deleted, re-keyed or truncated,
+-- and a booking or hold never moves to another section. The errors are
+-- foreign-key violations (SQLSTATE 23503), as a foreign key's would be.
+-- A database made before 2026-12-02 has foreign keys instead (both hold);
+-- db/migrate-2026-12-02.sql moves it to these.
+CREATE OR REPLACE FUNCTION ticketd_rows_name_sections() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    missing record;
+BEGIN
+    PERFORM 1 FROM sections s
+     WHERE (s.id, s.event_id) IN (SELECT section_id, event_id FROM new_rows)
+       FOR KEY SHARE OF s;
+    SELECT n.section_id, n.event_id INTO missing
+      FROM (SELECT DISTINCT section_id, event_id FROM new_rows) n
+     WHERE NOT EXISTS (SELECT FROM sections s
+                       WHERE s.id = n.section_id AND s.event_id = n.event_id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'insert on table "%" names no section of its event',
+            TG_TABLE_NAME
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = format('Key (section_id, event_id)=(%s, %s) is not '
+                                  'present in table "sections".',
+                                  missing.section_id, missing.event_id);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION ticketd_row_keeps_its_section() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'a row of "%" never moves to another section',
+        TG_TABLE_NAME USING ERRCODE = 'foreign_key_violation';
+END $$;
+
+-- After the row is gone (or re-keyed), so after it waited for every
+-- transaction that locked it FOR KEY SHARE: their rows are visible to the
+-- check then, in READ COMMITTED. At a stricter isolation the check's
+-- snapshot could miss them, so such a change is refused there.
+CREATE OR REPLACE FUNCTION ticketd_section_stays() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'delete or re-key sections in READ COMMITTED only'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF EXISTS (SELECT FROM bookings
+               WHERE section_id = OLD.id AND event_id = OLD.event_id)
+       OR EXISTS (SELECT FROM holds
+                  WHERE section_id = OLD.id AND event_id = OLD.event_id) THEN
+        RAISE EXCEPTION 'section % is named by bookings or holds', OLD.id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION ticketd_sections_not_truncated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM bookings) OR EXISTS (SELECT FROM holds) THEN
+        RAISE EXCEPTION 'sections are named by bookings or holds'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER bookings_name_sections AFTER INSERT ON bookings
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION ticketd_rows_name_sections();
+CREATE OR REPLACE TRIGGER holds_name_sections AFTER INSERT ON holds
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION ticketd_rows_name_sections();
+CREATE OR REPLACE TRIGGER bookings_keep_section
+    BEFORE UPDATE OF section_id, event_id ON bookings FOR EACH ROW
+    WHEN (OLD.section_id IS DISTINCT FROM NEW.section_id
+          OR OLD.event_id IS DISTINCT FROM NEW.event_id)
+    EXECUTE FUNCTION ticketd_row_keeps_its_section();
+CREATE OR REPLACE TRIGGER holds_keep_section
+    BEFORE UPDATE OF section_id, event_id ON holds FOR EACH ROW
+    WHEN (OLD.section_id IS DISTINCT FROM NEW.section_id
+          OR OLD.event_id IS DISTINCT FROM NEW.event_id)
+    EXECUTE FUNCTION ticketd_row_keeps_its_section();
+CREATE OR REPLACE TRIGGER sections_stay AFTER DELETE ON sections
+    FOR EACH ROW EXECUTE FUNCTION ticketd_section_stays();
+CREATE OR REPLACE TRIGGER sections_keep_key
+    AFTER UPDATE OF id, event_id ON sections FOR EACH ROW
+    WHEN (OLD.id IS DISTINCT FROM NEW.id OR OLD.event_id IS DISTINCT FROM NEW.event_id)
+    EXECUTE FUNCTION ticketd_section_stays();
+CREATE OR REPLACE TRIGGER sections_not_truncated BEFORE TRUNCATE ON sections
+    FOR EACH STATEMENT EXECUTE FUNCTION ticketd_sections_not_truncated();

@@ -12,6 +12,7 @@ driven by vegeta), and, when the hot workload ran, ends with
 import argparse
 import json
 import os
+import resource
 import statistics
 import re
 import signal
@@ -28,10 +29,20 @@ from harness import Stack, Ticketd  # noqa: E402
 
 
 def flood(stack, topic, *args, timeout=900):
+    """Run ticket-flood; its summary fields, its output ("out") and the CPU
+    seconds it used ("cpu")."""
     env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=stack.pg)
-    out = subprocess.run([os.path.join(REPO, "ticket-flood"), "--quiet",
-                          "--request-topic", topic, *args],
-                         env=env, capture_output=True, text=True, timeout=timeout).stdout
+    proc = subprocess.Popen([os.path.join(REPO, "ticket-flood"), "--quiet",
+                             "--request-topic", topic, *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise RuntimeError("ticket-flood did not finish in %d s" % timeout)
+    # communicate() reaped it: the children's usage now includes it.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = re.search(r"^summary (.*)$", out, re.M)
     if not summary:
         raise RuntimeError("ticket-flood said:\n" + out)
@@ -40,7 +51,73 @@ def flood(stack, topic, *args, timeout=900):
     fields["p50"], fields["p99"], fields["max"] = (lat.group(1), lat.group(3), lat.group(4)) if lat else ("-", "-", "-")
     fields["ok_invariant"] = "invariant ok" in out or "--no-verify" in args
     fields["out"] = out
+    fields["children_cpu"] = usage.ru_utime + usage.ru_stime
     return fields
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid, reaped=False):
+    """CPU seconds process pid used (with reaped: and its children that
+    have exited), 0 when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(parts[11]) + int(parts[12])
+    if reaped:
+        ticks += int(parts[13]) + int(parts[14])
+    return ticks / TICKS
+
+
+def children_of(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return kids
+
+
+class CpuMeter:
+    """CPU seconds used since the meter started, per process: a ticketd
+    (or the Kafka path's relay), every PostgreSQL process of the stack
+    (the postmaster, its live children, and the children it has reaped),
+    the broker, and the flood (by the benchmark's own children's usage)."""
+
+    def __init__(self, stack, server_pid=None):
+        with open(os.path.join(stack.state_dir, "pg", "data", "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
+        with open(os.path.join(stack.state_dir, "kafka", "pid")) as f:
+            self.broker = int(f.read())
+        self.server_pid = server_pid
+        self.start = self.sample()
+
+    def sample(self):
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pg = cpu_of(self.postmaster, reaped=True) + sum(
+            cpu_of(kid) for kid in children_of(self.postmaster))
+        return {"server": cpu_of(self.server_pid) if self.server_pid else 0.0,
+                "postgres": pg, "broker": cpu_of(self.broker),
+                "flood": children.ru_utime + children.ru_stime}
+
+    def per_request(self, requests, server_cpu=None):
+        """Microseconds of CPU a request, per process, since the start.
+        server_cpu: the server's own figure when it has exited already."""
+        now = self.sample()
+        used = {k: now[k] - self.start[k] for k in now}
+        if server_cpu is not None:
+            used["server"] = server_cpu - self.start["server"]
+        us = {k: v / max(requests, 1) * 1e6 for k, v in used.items()}
+        us["total"] = sum(us.values())
+        return us
 
 
 def proc_usage(pid):
@@ -72,7 +149,7 @@ def pgbench(stack, script, *args, env=None, timeout=900):
     return proc.stdout, float(tps.group(1))
 
 
-def pgbench_floor(stack, event, section, n, clients=16):
+def pgbench_floor(stack, event, section, seconds=10, clients=16):
     out, tps = pgbench(
         stack,
         "BEGIN;\n"
@@ -82,7 +159,8 @@ def pgbench_floor(stack, event, section, n, clients=16):
         " INSERT INTO bookings (event_id, section_id, quantity, customer, request_key)"
         " SELECT %d, id, 1, 'pgbench', 'pgbench-' || :client_id || '-' || random() FROM taken;\n"
         "COMMIT;\n" % (section, section, event),
-        "-c", str(clients), "-j", "2", "-t", str(n // clients), "-r")
+        "-c", str(clients), "-j", "2", "-T", str(seconds), "-r",
+        timeout=seconds + 120)
     lat = re.search(r"latency average = ([\d.]+) ms", out)
     return {"rate": tps, "p50": lat.group(1) if lat else "-", "p99": "-", "max": "-"}
 
@@ -154,15 +232,17 @@ def run_ticketd_row(stack, name, topic, flood_args, timeout=900, **settings):
                 log_level="warn", **settings)
     t.start()
     try:
+        meter = CpuMeter(stack, t.proc.pid)
         f = flood(stack, topic, *flood_args, timeout=timeout)
         rss, cpu = proc_usage(t.proc.pid)
+        sent = int(f["sent"])
+        us = meter.per_request(sent, server_cpu=cpu)
     finally:
         code = t.stop()
-    sent = int(f["sent"])
     return {"rate": float(f["answered"]) / float(f["seconds"]), "p50": f["p50"],
-            "p99": f["p99"], "max": f["max"], "rss": rss,
-            "cpu_per_k": cpu / sent * 1000, "lost": sent - int(f["answered"]),
-            "invariant": f["ok_invariant"], "exit": code, "f": f}
+            "p99": f["p99"], "max": f["max"], "rss": rss, "cpu_us": us,
+            "lost": sent - int(f["answered"]), "invariant": f["ok_invariant"],
+            "exit": code, "f": f}
 
 
 def run_kafka_row(stack, topic, reply_topic, flood_args):
@@ -175,13 +255,16 @@ def run_kafka_row(stack, topic, reply_topic, flood_args):
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(5)  # let the relay join its group
     try:
+        meter = CpuMeter(stack, relay.pid)
         f = flood(stack, topic, "--no-verify", *flood_args)
+        sent = int(f["sent"])
+        us = meter.per_request(sent, server_cpu=cpu_of(relay.pid))
     finally:
         relay.send_signal(signal.SIGTERM)
         relay.wait(30)
-    sent = int(f["sent"])
     return {"rate": float(f["answered"]) / float(f["seconds"]), "p50": f["p50"],
-            "p99": f["p99"], "max": f["max"], "lost": sent - int(f["answered"])}
+            "p99": f["p99"], "max": f["max"], "lost": sent - int(f["answered"]),
+            "cpu_us": us}
 
 
 VEGETA = os.path.join(REPO, ".cache", "go", "bin", "vegeta")
@@ -321,31 +404,74 @@ def run_readers(stack, args):
              args.reader_bookings, args.reader_bookings, spread(cost, "%.2fx")))
 
 
+def statements_reset(stack):
+    stack.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    stack.query("SELECT pg_stat_statements_reset()")
+
+
+def print_statements(stack, requests):
+    """The statements of the run since statements_reset, by total time."""
+    rows = stack.query(
+        "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) "
+        "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+        "WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 15")
+    print("\nhot row 3, per statement (pg_stat_statements, %d requests):" % requests)
+    print("| statement | calls | ms in all | us a request | rows |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for calls, total, nrows, query in rows:
+        print("| `%s` | %d | %.1f | %.2f | %d |" % (query, calls, total,
+                                                  total * 1000 / max(requests, 1), nrows))
+
+
 def fmt(v, spec="%.0f"):
     return spec % v if isinstance(v, (int, float)) else str(v)
 
 
+def cpu_cells(r):
+    """CPU microseconds a request: ticketd (or relay), PostgreSQL, broker,
+    ticket-flood, all."""
+    us = r.get("cpu_us")
+    if not us:
+        return ["-"] * 5
+    return [fmt(us[k], "%.1f") for k in ("server", "postgres", "broker", "flood", "total")]
+
+
 def print_table(title, rows, floor, ceiling):
     print("\n%s" % title)
-    print("| row | requests/s | x row 1 | x row 4 | p50 ms | p99 ms | max ms | peak RSS MB | CPU s / 1k req | lost | invariant |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| row | requests/s | x row 1 | x row 4 | p50 ms | p99 ms | max ms | peak RSS MB "
+          "| CPU us/req: ticketd | PostgreSQL | broker | ticket-flood | all | lost | invariant |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: | ---: | --- |")
     for name, r in rows:
         print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(r["rate"]), fmt(r["rate"] / floor, "%.1fx") if floor else "-",
             fmt(r["rate"] / ceiling, "%.2fx") if ceiling else "-",
-            r["p50"], r["p99"], r["max"],
-            fmt(r.get("rss", "-"), "%.1f"), fmt(r.get("cpu_per_k", "-"), "%.3f"),
+            r["p50"], r["p99"], r["max"], fmt(r.get("rss", "-"), "%.1f"),
+            " | ".join(cpu_cells(r)),
             r.get("lost", 0), {True: "ok", False: "BROKEN"}.get(r.get("invariant"), "-")))
     sys.stdout.flush()
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--hot", type=int, default=20000, help="requests of the hot workload")
-    ap.add_argument("--spread", type=int, default=20000)
-    ap.add_argument("--sellout", type=int, default=50000)
+    # Each row runs long enough to be steady: at least ~10 s of traffic on
+    # this project's machine (rows 3 and 4 at their usual rates; row 2,
+    # one request a transaction, with fewer requests).
+    ap.add_argument("--hot", type=int, default=200000, help="requests of the hot workload")
+    ap.add_argument("--spread", type=int, default=200000)
+    ap.add_argument("--sellout", type=int, default=200000)
+    ap.add_argument("--row2", type=int, default=8000,
+                    help="requests of row 2 (batch_max=1) in each workload")
+    ap.add_argument("--kafka-requests", type=int, default=800000,
+                    help="requests of row 4 (the Kafka path alone) in each workload")
     ap.add_argument("--concurrency", type=int, default=2000)
     ap.add_argument("--rate", type=int, default=5000, help="offered rate of the latency mode")
+    ap.add_argument("--latency-seconds", type=int, default=15,
+                    help="how long the latency mode offers its rate")
+    ap.add_argument("--svg", default=os.path.join(REPO, "build", "bench.svg"),
+                    help="where the picture of the run goes")
+    ap.add_argument("--statements", action="store_true",
+                    help="print the hot row's per-statement breakdown (pg_stat_statements)")
     ap.add_argument("--rss-flood", type=int, default=0,
                     help="also flood this many requests for the peak RSS (e.g. 1000000)")
     ap.add_argument("--workloads", default="hot,spread,sell-out,latency,readers",
@@ -389,27 +515,34 @@ def main():
     for name, n, where, (event, first, count, capacity) in workloads:
         if name not in chosen:
             continue
-        common = ["--fresh-seed", "-n", str(n), "-q", "1", "-c", c, "-t", "600"] + where
+        common = ["--fresh-seed", "-q", "1", "-c", c, "-t", "900"] + where
         rows = []
         reset(stack, event, first, count, capacity)
-        floor = pgbench_floor(stack, event, first, n)
-        rows.append(("1. one transaction per request (pgbench, 16 clients)", floor))
-        r2 = run_ticketd_row(stack, "b1", "bench.b1", common, batch_max=1)
-        rows.append(("2. ticketd, batch_max=1", r2))
-        r3 = run_ticketd_row(stack, "shipped", "bench.shipped", common)
-        rows.append(("3. ticketd as shipped", r3))
+        floor = pgbench_floor(stack, event, first)
+        rows.append(("1. one transaction per request (pgbench, 16 clients, 10 s)", floor))
+        reset(stack, event, first, count, capacity)
+        r2 = run_ticketd_row(stack, "b1", "bench.b1", ["-n", str(args.row2)] + common,
+                             batch_max=1)
+        rows.append(("2. ticketd, batch_max=1 (%d requests)" % args.row2, r2))
+        if name == "hot" and args.statements:
+            statements_reset(stack)
+        r3 = run_ticketd_row(stack, "shipped", "bench.shipped", ["-n", str(n)] + common)
+        rows.append(("3. ticketd as shipped (%d requests)" % n, r3))
+        if name == "hot" and args.statements:
+            print_statements(stack, int(r3["f"]["sent"]))
         r4 = run_kafka_row(stack, "bench.kafka", "bench.replies-kafka",
-                           ["-n", str(n), "-q", "1", "-c", c, "-t", "600", "--reply-topic",
-                            "bench.replies-kafka"] + where)
-        rows.append(("4. Kafka path alone (ticket-flood --echo relay, no database)", r4))
+                           ["-n", str(args.kafka_requests), "-q", "1", "-c", c, "-t", "900",
+                            "--reply-topic", "bench.replies-kafka"] + where)
+        rows.append(("4. Kafka path alone (ticket-flood --echo relay, no database, "
+                     "%d requests)" % args.kafka_requests, r4))
         if name == "sell-out":
             sold = stack.query("SELECT coalesce(sum(quantity), 0) FROM bookings "
                                "WHERE section_id = 600 AND status = 'confirmed'")[0][0]
             print("\nsell-out: %d seats sold of 10000 (ticketd as shipped's run)" % sold)
             if sold != 10000:
                 print("SELL-OUT WRONG: %d seats sold" % sold)
-        print_table("workload %s: %d requests, concurrency %s" % (name, n, c),
-                    rows, floor["rate"], r4["rate"])
+        print_table("workload %s: concurrency %s" % (name, c), rows, floor["rate"],
+                    r4["rate"])
         if name == "hot":
             try:
                 alone, answered = pgbench_database_alone(stack, event, first)
@@ -417,22 +550,33 @@ def main():
                       "pgbench, 1 client, %d requests in 10 s): %.0f requests/s, "
                       "%.1fx row 1, %.2fx row 4" % (
                           answered, alone, alone / floor["rate"], alone / r4["rate"]))
+                results["alone"] = alone
             except RuntimeError as e:
                 print("\nhot, PostgreSQL alone: not measured (%s)" % e)
         results[name] = (floor["rate"], r3["rate"], r4["rate"])
+        results.setdefault("rows", {})[name] = [floor["rate"], r2["rate"], r3["rate"],
+                                                r4["rate"]]
 
-    # Latency at a fixed offered rate, well under saturation.
+    # Latency at a fixed offered rate, well under saturation, and the Kafka
+    # path alone at the same rate, so that the two p99s sit side by side.
     if "latency" in chosen:
         reset(stack, 503, 700, 100, 1000000)
+        n = args.rate * args.latency_seconds
+        at_rate = ["--event", "503", "--section", "700", "--sections", "100", "-n", str(n),
+                   "-q", "1", "-c", "5000", "--rate", str(args.rate), "-t", "900"]
         lat = run_ticketd_row(stack, "latency", "bench.latency",
-                              ["--fresh-seed", "--event", "503", "--section", "700",
-                               "--sections", "100", "--capacity", "1000000", "-n",
-                               str(args.rate * 10), "-q", "1", "-c", "5000",
-                               "--rate", str(args.rate), "-t", "600"])
-        print("\nlatency at %d requests/s offered, 100 sections, %d requests: "
-              "p50 %s ms, p99 %s ms, max %s ms, lost %d" % (
-                  args.rate, args.rate * 10, lat["p50"], lat["p99"], lat["max"],
-                  lat["lost"]))
+                              ["--fresh-seed", "--capacity", "1000000"] + at_rate)
+        path = run_kafka_row(stack, "bench.kafka", "bench.replies-kafka",
+                             ["--reply-topic", "bench.replies-kafka"] + at_rate)
+        for label, r in (("ticketd", lat), ("Kafka path alone", path)):
+            us = r["cpu_us"]
+            print("\nlatency at %d requests/s offered, 100 sections, %d requests, %s: "
+                  "p50 %s ms, p99 %s ms, max %s ms, lost %d; CPU us a request: "
+                  "ticketd/relay %.1f, PostgreSQL %.1f, broker %.1f, ticket-flood %.1f, "
+                  "all %.1f" % (args.rate, n, label, r["p50"], r["p99"], r["max"],
+                                r["lost"], us["server"], us["postgres"], us["broker"],
+                                us["flood"], us["total"]))
+        results["latency"] = (lat, path)
     if "readers" in chosen:
         run_readers(stack, args)
     if args.rss_flood:
@@ -447,8 +591,61 @@ def main():
                                  "ok" if big["invariant"] else "BROKEN"))
     if "hot" in results:
         floor, shipped, kafka = results["hot"]
-        print("\nhot speed-up vs per-request: %.1fx; vs Kafka path: %.1fx" %
-              (shipped / floor, shipped / kafka))
+        line = "hot speed-up vs per-request: %.1fx; vs Kafka path: %.1fx" % (
+            shipped / floor, shipped / kafka)
+        if "alone" in results:
+            line += "; vs PostgreSQL alone: %.1fx" % (shipped / results["alone"])
+        if "latency" in results:
+            lat, path = results["latency"]
+            line += "; p99 at %d/s: %s ms (Kafka path %s ms); CPU at %d/s: %.0f us a " \
+                    "request" % (args.rate, lat["p99"], path["p99"], args.rate,
+                                 lat["cpu_us"]["total"])
+        print("\n" + line)
+    if results.get("rows") or "latency" in results:
+        path = plot(results, args.svg)
+        print("\npicture: %s" % path if path else "\npicture: not drawn (no matplotlib)")
+
+
+def plot(results, path):
+    """The run as one SVG: requests/s of each row per workload, and the
+    latency percentiles of ticketd and of the Kafka path at the offered
+    rate. Returns path, or None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    labels = ["1 per request", "batch_max=1", "ticketd", "Kafka path"]
+    rows = results.get("rows", {})
+    width = 0.8 / max(len(labels), 1)
+    for i, label in enumerate(labels):
+        values = [rows[w][i] for w in rows]
+        xs = [k + (i - 1.5) * width for k in range(len(rows))]
+        left.bar(xs, values, width, label=label)
+    left.set_xticks(range(len(rows)))
+    left.set_xticklabels(list(rows))
+    left.set_yscale("log")
+    left.set_ylabel("requests/s (log)")
+    left.set_title("throughput per workload")
+    left.legend(fontsize=8)
+    if "latency" in results:
+        lat, kafka = results["latency"]
+        names = ["p50", "p99", "max"]
+        for k, (label, r) in enumerate((("ticketd", lat), ("Kafka path", kafka))):
+            values = [float(r[n]) if r[n] != "-" else 0 for n in names]
+            right.bar([x + (k - 0.5) * 0.35 for x in range(3)], values, 0.35, label=label)
+        right.set_xticks(range(3))
+        right.set_xticklabels(names)
+        right.set_ylabel("ms")
+        right.set_title("latency at the offered rate")
+        right.legend(fontsize=8)
+    fig.suptitle(time.strftime("make bench, %Y-%m-%d %H:%M UTC", time.gmtime()))
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, format="svg")
+    return path
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
 #   scripts/deps.sh [--no-kafka | --bench]
 #
 #   --no-kafka     skip the Kafka jars
-#   --bench        also the benchmark's HTTP load tool (vegeta, a Go module,
-#                  built with the go command into .cache/go/bin)
+#   --bench        also what `make bench` needs: matplotlib (its picture)
+#                  and its HTTP load tool (vegeta, a Go module, built with
+#                  the go command into .cache/go/bin)
 #   KAFKA_LIBS=DIR use the Kafka jars already in DIR (nothing is fetched)
 #
 # The jars land in .cache/kafka-VERSION/libs; the file `complete` beside that
@@ -143,7 +144,11 @@ main() {
 	*) die "usage: deps.sh [--no-kafka | --bench]" ;;
 	esac
 	install_packages
-	[[ $bench == 0 ]] || install_vegeta
+	if [[ $bench == 1 ]]; then
+		packages=(python3-matplotlib)
+		install_packages
+		install_vegeta
+	fi
 	if [[ $kafka == 0 ]]; then
 		return 0
 	elif [[ -n ${KAFKA_LIBS:-} ]]; then

@@ -96,6 +96,9 @@ pg_init() {
 		max_connections = 200
 		shared_buffers = 256MB
 	CONF
+	# The benchmark's per-statement breakdown (scripts/bench.py --statements).
+	[[ ${TICKETD_STACK_PG_STATEMENTS:-} != 1 ]] ||
+		echo "shared_preload_libraries = 'pg_stat_statements'" >>"$data/postgresql.conf"
 	if secure; then secure_pg_conf "$data"; fi
 	if replicated; then replicated_pg_conf "$data"; fi
 	return 0

@@ -4,12 +4,15 @@
  *
  * Its own producer (acks=all, idempotence), apart from the replies': a
  * topic that is slow or missing fills this producer's queue, never the one
- * replies wait on. A state is produced at once when the queue takes it;
- * otherwise, and after a failed delivery, it waits in `pending`, one entry
- * per section holding only its newest state, and the poller thread
- * produces it again. A state superseded by a newer version of its section
- * is dropped, never retried: readers keep the highest version they have
- * seen, and the newest state is the only one that matters.
+ * replies wait on. A section's newest state waits in its slot, pending,
+ * until the poller thread produces it, at most availability_interval_ms
+ * later (0: the committing thread produces it at once): a section changed
+ * by many batches in that interval costs one message, not one a batch,
+ * which is most of what this producer and the broker spend on it under
+ * load. A failed delivery makes the section pending again; a state
+ * superseded by a newer version is dropped, never retried: readers keep the
+ * highest version they have seen, and the newest state is the only one
+ * that matters.
  */
 #include "availability.h"
 
@@ -31,11 +34,10 @@
 #define RETRY_PAUSE_MS 200
 
 /* One section's newest state known here, and whether it still has to go
- * out (pending) or is on its way (in_flight: the version last produced). */
+ * out (pending) or was handed to the producer. */
 struct slot {
 	int used;
 	int pending;
-	int64_t in_flight;
 	struct section_state state;
 };
 
@@ -44,11 +46,14 @@ struct availability {
 	struct metrics *metrics;
 	rd_kafka_t *rk;
 	pthread_t poller;
-	int running;	      /* guarded by lock */
-	pthread_mutex_t lock; /* guards slots, running */
-	struct slot *slots;   /* open addressing by section id */
+	pthread_mutex_t lock; /* guards everything below */
+	int running;
+	struct slot *slots; /* open addressing by section id */
 	size_t slot_count, slot_cap;
-	int64_t retry_after_us;
+	int64_t *pending; /* sections whose slot is pending, each once */
+	size_t pending_count, pending_cap;
+	int64_t next_flush_us;
+	int64_t retry_after_us; /* after a failure, no produce before */
 	int64_t failure_logged_us;
 };
 
@@ -114,23 +119,30 @@ static int slots_grow(struct availability *av)
 	return 0;
 }
 
+/* Which state a message carries: its delivery report's opaque. */
+struct sent_state {
+	int64_t section_id;
+	int64_t version;
+};
+
 /* Hand one state to the producer. Caller holds av->lock. 0, or -1 when
  * the producer would not take it now (it stays pending). */
 static int produce(struct availability *av, struct slot *slot)
 {
 	char key[24];
 	char *value = availability_to_json(&slot->state);
-	int64_t *version;
+	struct sent_state *sent;
 	rd_kafka_resp_err_t err;
 
 	if (!value)
 		return -1;
-	version = malloc(sizeof(*version));
-	if (!version) {
+	sent = malloc(sizeof(*sent));
+	if (!sent) {
 		free(value);
 		return -1;
 	}
-	*version = slot->state.version;
+	sent->section_id = slot->state.section_id;
+	sent->version = slot->state.version;
 	snprintf(key, sizeof(key), "%" PRId64, slot->state.section_id);
 	/* The value is handed over (F_FREE); the key is copied. */
 	err = rd_kafka_producev(av->rk,
@@ -138,15 +150,63 @@ static int produce(struct availability *av, struct slot *slot)
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
 				RD_KAFKA_V_KEY(key, strlen(key)),
 				RD_KAFKA_V_VALUE(value, strlen(value)),
-				RD_KAFKA_V_OPAQUE(version), RD_KAFKA_V_END);
+				RD_KAFKA_V_OPAQUE(sent), RD_KAFKA_V_END);
 	if (err) {
 		free(value);
-		free(version);
+		free(sent);
 		return -1;
 	}
 	slot->pending = 0;
-	slot->in_flight = slot->state.version;
 	return 0;
+}
+
+/* The section of slot is to be produced (again). Caller holds av->lock.
+ * 0, or -1 when out of memory (the state is lost: the section's next
+ * change supersedes it). */
+static int mark_pending(struct availability *av, struct slot *slot)
+{
+	if (slot->pending)
+		return 0;
+	if (av->pending_count == av->pending_cap) {
+		size_t cap = av->pending_cap ? av->pending_cap * 2 : 256;
+		int64_t *grown = realloc(av->pending, cap * sizeof(*grown));
+
+		if (!grown)
+			return -1;
+		av->pending = grown;
+		av->pending_cap = cap;
+	}
+	av->pending[av->pending_count++] = slot->state.section_id;
+	slot->pending = 1;
+	return 0;
+}
+
+/* Produce every pending section's newest state, unless a failure asked
+ * for a pause. What the producer will not take now stays pending. Caller
+ * holds av->lock. */
+static void flush(struct availability *av)
+{
+	size_t kept = 0;
+	int stopped = 0;
+
+	if (av->retry_after_us && clock_now_us() < av->retry_after_us)
+		return;
+	av->retry_after_us = 0;
+	for (size_t i = 0; i < av->pending_count; i++) {
+		struct slot *slot = slot_of(av, av->pending[i]);
+
+		if (!slot->used || !slot->pending)
+			continue;
+		if (!stopped && produce(av, slot) == 0)
+			continue;
+		if (!stopped) {
+			stopped = 1;
+			av->retry_after_us =
+			    clock_now_us() + 1000 * RETRY_PAUSE_MS;
+		}
+		av->pending[kept++] = av->pending[i];
+	}
+	av->pending_count = kept;
 }
 
 void availability_publish(struct availability *av,
@@ -171,12 +231,13 @@ void availability_publish(struct availability *av,
 			av->slot_count++;
 		slot->used = 1;
 		slot->state = states[i];
-		slot->pending = 1;
-		/* Behind a failure, wait for the poller's next round. */
-		if (av->retry_after_us == 0 && produce(av, slot) != 0)
-			av->retry_after_us =
-			    clock_now_us() + 1000 * RETRY_PAUSE_MS;
+		if (mark_pending(av, slot) != 0)
+			log_warn("availability: out of memory; section %" PRId64
+				 " version %" PRId64 " not published",
+				 states[i].section_id, states[i].version);
 	}
+	if (av->cfg->availability_interval_ms == 0)
+		flush(av);
 	pthread_mutex_unlock(&av->lock);
 }
 
@@ -184,14 +245,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 			void *opaque)
 {
 	struct availability *av = opaque;
-	int64_t *version = rkm->_private;
-	int64_t id = strtoll(rkm->key ? (const char *)rkm->key : "0", NULL, 10);
+	struct sent_state *sent = rkm->_private;
 	struct slot *slot;
 
 	(void)rk;
 	if (!rkm->err) {
 		atomic_fetch_add(&av->metrics->availability_published, 1);
-		free(version);
+		free(sent);
 		return;
 	}
 	atomic_fetch_add(&av->metrics->availability_failures, 1);
@@ -203,33 +263,27 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 		    av->cfg->availability_topic, rd_kafka_err2str(rkm->err));
 		av->failure_logged_us = clock_now_us();
 	}
-	slot = slot_of(av, id);
+	slot = slot_of(av, sent->section_id);
 	/* Superseded by a newer state: that one counts, not this. */
-	if (slot->used && slot->state.version == *version) {
-		slot->pending = 1;
-		if (av->retry_after_us == 0)
-			av->retry_after_us =
-			    clock_now_us() + 1000 * RETRY_PAUSE_MS;
-	}
+	if (slot->used && slot->state.version == sent->version &&
+	    mark_pending(av, slot) == 0 && av->retry_after_us == 0)
+		av->retry_after_us = clock_now_us() + 1000 * RETRY_PAUSE_MS;
 	pthread_mutex_unlock(&av->lock);
-	free(version);
+	free(sent);
 }
 
-/* Produce what is pending, once its pause is over. */
+/* The poller's round: what is pending goes out once per interval, and a
+ * failed one once its pause is over. */
 static void run_pending(struct availability *av)
 {
-	pthread_mutex_lock(&av->lock);
-	if (av->retry_after_us && clock_now_us() >= av->retry_after_us) {
-		av->retry_after_us = 0;
-		for (size_t i = 0; i < av->slot_cap; i++) {
-			struct slot *slot = &av->slots[i];
+	int64_t now = clock_now_us();
 
-			if (slot->used && slot->pending && produce(av, slot)) {
-				av->retry_after_us =
-				    clock_now_us() + 1000 * RETRY_PAUSE_MS;
-				break;
-			}
-		}
+	pthread_mutex_lock(&av->lock);
+	if (now >= av->next_flush_us ||
+	    (av->retry_after_us && now >= av->retry_after_us)) {
+		flush(av);
+		av->next_flush_us =
+		    now + 1000 * (int64_t)av->cfg->availability_interval_ms;
 	}
 	pthread_mutex_unlock(&av->lock);
 }
@@ -248,8 +302,13 @@ static void *poller_main(void *arg)
 {
 	struct availability *av = arg;
 
+	int tick = av->cfg->availability_interval_ms;
+
+	/* Delivery reports and retries at least every 50 ms. */
+	if (tick <= 0 || tick > 50)
+		tick = 50;
 	while (is_running(av)) {
-		rd_kafka_poll(av->rk, 50);
+		rd_kafka_poll(av->rk, tick);
 		run_pending(av);
 	}
 	return NULL;
@@ -305,11 +364,10 @@ fail:
 
 static int pending_count(struct availability *av)
 {
-	int pending = 0;
+	int pending;
 
 	pthread_mutex_lock(&av->lock);
-	for (size_t i = 0; i < av->slot_cap; i++)
-		pending += av->slots[i].used && av->slots[i].pending;
+	pending = (int)av->pending_count;
 	pthread_mutex_unlock(&av->lock);
 	return pending;
 }
@@ -338,5 +396,6 @@ void availability_stop(struct availability *av, int timeout_ms)
 	rd_kafka_destroy(av->rk);
 	pthread_mutex_destroy(&av->lock);
 	free(av->slots);
+	free(av->pending);
 	free(av);
 }

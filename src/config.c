@@ -58,6 +58,7 @@ static const struct setting settings[] = {
     STR(reply_topic, "bookings.replies"),
     STR(dead_letter_topic, "bookings.dead-letter"),
     STR(availability_topic, "bookings.availability"),
+    INT(availability_interval_ms, 50, 0, 10000),
     STR(client_id, "ticketd"),
     PROPS(kafka_properties),
     PROPS(consumer_properties),

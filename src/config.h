@@ -19,6 +19,7 @@ struct config {
 	char *reply_topic;
 	char *dead_letter_topic;
 	char *availability_topic;
+	int availability_interval_ms;
 	char *client_id;
 	struct config_properties kafka_properties; /* both clients, first */
 	struct config_properties consumer_properties;

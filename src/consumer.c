@@ -34,6 +34,7 @@ struct partition_state {
 	int assigned;
 	uint64_t generation;
 	struct offsets_window window;
+	int store; /* the committable offset moved: store it */
 };
 
 struct consumer {
@@ -52,6 +53,7 @@ struct consumer {
 	int paused;  /* consumer thread only */
 	int closing; /* consumer thread only */
 	atomic_int fatal;
+	atomic_int stores_due; /* some partition's store is set */
 };
 
 /* Caller holds c->lock. */
@@ -160,6 +162,43 @@ static int wait_done(struct consumer *c,
 	return done;
 }
 
+/*
+ * Hand librdkafka the committable offset of every partition whose offset
+ * moved since the last call, in one call: the consumer thread does it
+ * between polls (and before a commit), instead of the reply poller once a
+ * reply, which cost a list and a call into librdkafka for every reply.
+ * Consumer thread only (rebalances run on it too, so the assignment
+ * cannot change meanwhile).
+ */
+static void store_offsets(struct consumer *c)
+{
+	rd_kafka_topic_partition_list_t *list;
+	rd_kafka_resp_err_t err;
+
+	if (!atomic_exchange(&c->stores_due, 0))
+		return;
+	list = rd_kafka_topic_partition_list_new(8);
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->part_count; i++) {
+		struct partition_state *ps = &c->parts[i];
+
+		if (!ps->store)
+			continue;
+		ps->store = 0;
+		if (ps->assigned)
+			rd_kafka_topic_partition_list_add(
+			    list, c->cfg->request_topic, ps->partition)
+			    ->offset = offsets_committable(&ps->window);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (list->cnt > 0) {
+		err = rd_kafka_offsets_store(c->rk, list);
+		if (err)
+			log_debug("offset store: %s", rd_kafka_err2str(err));
+	}
+	rd_kafka_topic_partition_list_destroy(list);
+}
+
 static void on_revoke(struct consumer *c, rd_kafka_t *rk,
 		      rd_kafka_topic_partition_list_t *parts)
 {
@@ -178,6 +217,7 @@ static void on_revoke(struct consumer *c, rd_kafka_t *rk,
 			 "within %d ms; it will be redelivered and answered "
 			 "from the idempotency records",
 			 parts->cnt, c->cfg->drain_timeout_ms);
+	store_offsets(c);
 	/* Synchronous in a rebalance, so that the next owner starts after
 	 * our work; asynchronous at shutdown, where consumer_close waits for
 	 * it within its bound (a synchronous commit to a broker that is gone
@@ -368,6 +408,7 @@ void consumer_run(struct consumer *c, volatile sig_atomic_t *run)
 			}
 			rd_kafka_message_destroy(rkm);
 		}
+		store_offsets(c);
 		flow_control(c);
 	}
 }
@@ -387,19 +428,8 @@ void consumer_job_done(struct job *job, int ok, void *arg)
 			atomic_store(&c->metrics->in_flight, c->in_flight);
 		}
 		if (moved == 1) {
-			rd_kafka_topic_partition_list_t *store =
-			    rd_kafka_topic_partition_list_new(1);
-			rd_kafka_resp_err_t err;
-
-			rd_kafka_topic_partition_list_add(store, job->topic,
-							  job->partition)
-			    ->offset = offsets_committable(&ps->window);
-			err = rd_kafka_offsets_store(c->rk, store);
-			if (err)
-				log_debug("offset store for partition %d: %s",
-					  (int)job->partition,
-					  rd_kafka_err2str(err));
-			rd_kafka_topic_partition_list_destroy(store);
+			ps->store = 1;
+			atomic_store(&c->stores_due, 1);
 		}
 		pthread_cond_broadcast(&c->progress);
 	}

@@ -16,7 +16,7 @@ import urllib.request
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition
 
-from harness import (REPO, Ticketd, fresh_database, invariant_violations,
+from harness import (REPO, Client, Ticketd, fresh_database, invariant_violations,
                      pg_execute, run_flood, unique)
 from test_batching import metric, own_ticketd
 from test_booking import book, new_event
@@ -43,52 +43,67 @@ def counters_match_sums(stack, first, last):
 
 
 def test_counters_stay_equal_to_the_sums_through_expiry_kill_and_restart(stack):
-    """Holds that expire (some ended by the reaper, some reclaimed by the
-    batches that need their seats), confirms, releases and cancels, a
-    kill -9 mid-flood and a restart: held and booked counters equal the
-    sums on every section afterwards."""
+    """Holds that expire (ended by the batches that need their seats, or by
+    the reaper), confirms, releases and cancels, a kill -9 mid-flood and a
+    restart: held and booked counters equal the sums on every section
+    afterwards."""
     topic = "counters-" + unique("t")
     stack.create_topic(topic, partitions=4)
     settings = dict(request_topic=topic, group_id=unique("counters"),
                     reaper_interval_ms=100)
     first = Ticketd(stack, name="counters-1", **settings).start()
+    client = Client(stack, request_topic=topic)
     env = dict(os.environ, TICKETD_BROKERS=stack.brokers, TICKETD_PG=stack.pg)
-    flood = subprocess.Popen(
-        [os.path.join(REPO, "ticket-flood"), "--quiet", "--request-topic", topic,
-         "--fresh-seed", "--event", "960", "--section", "960", "--sections", "4",
-         # Few seats: books find them taken by holds and reclaim the expired.
-         "--capacity", "60", "-n", "3000", "-q", "1", "-c", "300", "--rate", "600",
-         "--mix", "50", "--ttl", "1", "-t", "240"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = [os.path.join(REPO, "ticket-flood"), "--quiet", "--request-topic", topic,
+            "--event", "960", "--section", "960", "--sections", "4",
+            # Few seats: books find them taken by holds and reclaim the
+            # expired ones.
+            "--capacity", "60", "-q", "1", "-t", "240"]
+    second = None
     try:
-        # The kill must find holds made: their confirms then wait for the
-        # second process past their ttl. A fixed pause was not enough when
-        # the flood was slow to start (no hold made yet, none expired).
-        deadline = time.time() + 30
-        while stack.query("SELECT count(*) FROM holds WHERE section_id "
-                          "BETWEEN 960 AND 963")[0][0] < 50:
-            assert time.time() < deadline, "the first process made no holds"
-            time.sleep(0.1)
+        assert subprocess.run(args + ["--fresh-seed", "-n", "1", "--no-verify"],
+                              env=env, capture_output=True).returncode == 0
+        # Holds nobody confirms: they expire during the flood.
+        for i in range(8):
+            reply = client.request({
+                "type": "hold", "request_id": unique("lapse"), "event_id": 960,
+                "section_id": 960 + i % 4, "quantity": 2, "customer": "lapse",
+                "ttl_s": 1})
+            assert reply["status"] == "held", reply
+        flood = subprocess.Popen(args + ["-n", "3000", "-c", "300", "--rate", "600",
+                                         "--mix", "50", "--ttl", "1"],
+                                 env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        time.sleep(2.5)
         first.kill()
         second = Ticketd(stack, name="counters-2", **settings).start()
         out, _ = flood.communicate(timeout=300)
-        # The flood waits for every reply; the holds it left expire.
+        # And one for the reaper alone: a section whose only hold is past
+        # its time.
+        stack.query("INSERT INTO sections (id, event_id, name, capacity, remaining, "
+                    "held) VALUES (964, 960, 's964', 5, 4, 1) ON CONFLICT (id) DO "
+                    "UPDATE SET capacity = 5, remaining = 4, held = 1 RETURNING 1")
+        stack.query("INSERT INTO holds (event_id, section_id, quantity, customer, "
+                    "expires_at, request_key) VALUES (960, 964, 1, 'late', "
+                    "now() - interval '1 second', %s) RETURNING 1", (unique("late"),))
         deadline = time.time() + 30
         while stack.query("SELECT count(*) FROM holds WHERE section_id "
-                          "BETWEEN 960 AND 963 AND status = 'active'")[0][0]:
+                          "BETWEEN 960 AND 964 AND status = 'active'")[0][0]:
             assert time.time() < deadline, "holds not reaped"
             time.sleep(0.2)
         reaped = metric(second, "ticketd_holds_reaped_total")
         assert second.stop() == 0, second.log_tail()
     finally:
-        if flood.poll() is None:
-            flood.kill()
+        client.close()
         first.stop()
+        if second:
+            second.stop()
     assert "no reply              0" in out, out
     expired = stack.query("SELECT count(*) FROM holds WHERE section_id BETWEEN "
-                          "960 AND 963 AND status = 'expired'")[0][0]
-    assert expired > 0 and reaped > 0, (expired, reaped)
-    assert counters_match_sums(stack, 960, 963) == []
+                          "960 AND 964 AND status = 'expired'")[0][0]
+    assert expired >= 9 and reaped >= 1, (expired, reaped)
+    assert stack.query("SELECT remaining, held FROM sections WHERE id = 964") == [(5, 0)]
+    assert counters_match_sums(stack, 960, 964) == []
     assert invariant_violations(stack) == []
 
 

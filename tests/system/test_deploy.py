@@ -58,7 +58,10 @@ def test_make_install_into_destdir(tmp_path):
     for path in ("usr/bin/ticketd", "usr/bin/ticket-flood", "etc/ticketd/ticketd.conf",
                  "usr/lib/systemd/system/ticketd.service", "usr/share/ticketd/schema.sql",
                  "usr/share/ticketd/migrate-2026-11-26.sql",
-                 "usr/share/ticketd/migrate-2026-11-26b.sql"):
+                 "usr/share/ticketd/migrate-2026-11-26b.sql",
+                 "usr/share/ticketd/migrate-2026-12-01a.sql",
+                 "usr/share/ticketd/migrate-2026-12-01b.sql",
+                 "usr/share/ticketd/migrate-2026-12-02.sql"):
         assert (tmp_path / path).exists(), path
     unit = (tmp_path / "usr/lib/systemd/system/ticketd.service").read_text()
     assert "ExecStart=/usr/bin/ticketd -c /etc/ticketd/ticketd.conf" in unit

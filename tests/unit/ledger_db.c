@@ -10,6 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+const struct request_limits db_parse_limits = {
+    .max_message_bytes = 65536,
+    .max_quantity = 100,
+    .max_sections = 10,
+    .max_section_capacity = 1000000,
+    .hold_ttl_default_s = 60,
+    .hold_ttl_max_s = 3600,
+};
+
 void db_init(struct db *db, int64_t now_us)
 {
 	/* Counts only: the model test resets one db a hundred thousand

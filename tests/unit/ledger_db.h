@@ -16,6 +16,13 @@
 
 #define DB_MAX 512
 
+/* The batch's clock in these tests: 2027-01-15T08:00:00Z. */
+#define DB_NOW_US 1800000000000000LL
+#define DB_SECOND 1000000LL
+
+/* What the tests' requests are parsed with. */
+extern const struct request_limits db_parse_limits;
+
 struct db_section {
 	int64_t id, event_id;
 	int capacity, remaining;

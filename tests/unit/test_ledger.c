@@ -18,18 +18,9 @@
 #include "outcome.h"
 #include "request.h"
 
-#define NOW_US	  1800000000000000LL /* 2027-01-15T08:00:00Z */
-#define SECOND	  1000000LL
+#define NOW_US	  DB_NOW_US
+#define SECOND	  DB_SECOND
 #define BATCH_MAX 128
-
-static const struct request_limits parse_limits = {
-    .max_message_bytes = 65536,
-    .max_quantity = 100,
-    .max_sections = 10,
-    .max_section_capacity = 1000000,
-    .hold_ttl_default_s = 60,
-    .hold_ttl_max_s = 3600,
-};
 
 /* One batch against one database. */
 struct fixture {
@@ -86,8 +77,8 @@ static void add(struct fixture *fx, const char *fmt, ...)
 	vsnprintf(json, sizeof(json), fmt, ap);
 	va_end(ap);
 	assert_true(fx->n < BATCH_MAX);
-	if (request_parse(json, strlen(json), &parse_limits, &fx->reqs[fx->n],
-			  &err) != 0)
+	if (request_parse(json, strlen(json), &db_parse_limits,
+			  &fx->reqs[fx->n], &err) != 0)
 		fail_msg("request refused (%s): %s", err.message, json);
 	fx->n++;
 }

@@ -32,19 +32,10 @@
 #include "outcome.h"
 #include "request.h"
 
-#define NOW_US	     1800000000000000LL
-#define SECOND	     1000000LL
+#define NOW_US	     DB_NOW_US
+#define SECOND	     DB_SECOND
 #define MAX_REQUESTS 24
 #define MODEL_MAX    96
-
-static const struct request_limits parse_limits = {
-    .max_message_bytes = 65536,
-    .max_quantity = 100,
-    .max_sections = 10,
-    .max_section_capacity = 1000000,
-    .hold_ttl_default_s = 60,
-    .hold_ttl_max_s = 3600,
-};
 
 static const char *const customers[] = {"ann", "bo", "cy", "dee"};
 
@@ -489,7 +480,7 @@ static void parse_into(struct trial *t, const char *json)
 	struct request_error err;
 
 	snprintf(t->json[t->n], sizeof(t->json[t->n]), "%s", json);
-	if (request_parse(json, strlen(json), &parse_limits, &t->reqs[t->n],
+	if (request_parse(json, strlen(json), &db_parse_limits, &t->reqs[t->n],
 			  &err) != 0)
 		fail_msg("generated request refused (%s): %s", err.message,
 			 json);
@@ -696,7 +687,7 @@ static void random_records(struct trial *t)
 		snprintf(key, sizeof(key), "s%d", k);
 		random_request(t, json, sizeof(json), key, NULL);
 		assert_int_equal(request_parse(json, strlen(json),
-					       &parse_limits, &req, &err),
+					       &db_parse_limits, &req, &err),
 				 0);
 		o.status = statuses[rng_below(4)];
 		o.booking_id = 7;
