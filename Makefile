@@ -41,7 +41,7 @@ obj = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(1)))
 # libpq nor librdkafka). LIBS_<test> names the libraries beyond cmocka.
 UNIT_TESTS = test_request test_offsets test_config test_http_parse \
 	test_ledger test_ledger_model test_worker test_publisher test_secret \
-	test_pgcheck
+	test_pgcheck test_job
 UNIT_BINS = $(addprefix $(BUILD)/tests/unit/,$(UNIT_TESTS))
 # Module tests that need a real PostgreSQL: run by the system tests.
 DB_TEST_BINS = $(BUILD)/tests/db/test_pg
@@ -56,6 +56,8 @@ OBJS_test_ledger = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
 LIBS_test_ledger = -ljansson
 OBJS_test_ledger_model = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o
 LIBS_test_ledger_model = -ljansson
+OBJS_test_job = $(call obj,job clock log $(CODEC))
+LIBS_test_job = -ljansson -lrdkafka
 # The worker against doubles of its database and Kafka sides (defined in
 # the test); --wrap lets the test fail a reply's rendering on purpose.
 OBJS_test_worker = $(call obj,worker clock log metrics $(CODEC))

@@ -5,7 +5,8 @@
 #
 #   scripts/deps.sh [--no-kafka | --bench]
 #
-#   --no-kafka     skip the Kafka jars
+#   --no-kafka     skip the Kafka jars, the contract tools and the
+#                  examples' Maven artifacts
 #   --bench        also what `make bench` needs: matplotlib (its picture)
 #                  and its HTTP load tool (vegeta, a Go module, built with
 #                  the go command into .cache/go/bin)
@@ -30,7 +31,13 @@ packages=(
 	# the secured stack's throwaway certificates (TICKETD_STACK_SECURE=1)
 	openssl
 	python3-pytest python3-psycopg2 python3-confluent-kafka python3-yaml
+	# the contract tests: schemas checked against live traffic, promtool
+	# for the alert rules, a venv for schemathesis (scripts/contract-tools.sh)
+	python3-jsonschema python3-venv prometheus
 )
+# node and npm run the AsyncAPI parser; a machine may have them from
+# elsewhere (a newer node), and Debian's npm would conflict with that.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 say() { echo "deps: $*"; }
 die() { echo "deps: $*" >&2; exit 1; }
@@ -110,6 +117,31 @@ fetch_kafka() {
 	exec 9>&-
 }
 
+# The Spring example's artifacts (spring-kafka and what it needs, and the
+# build plugins), fetched once into .cache/maven-examples, as the broker's
+# jars are; its test then builds it offline. The stamp is the pom's
+# checksum, so a changed pom fetches again.
+fetch_examples() {
+	local pom_ex="$repo/examples/spring/pom.xml" dir="$repo/.cache/maven-examples" sum log
+	sum="$(sha256sum "$pom_ex" | cut -d' ' -f1)"
+	if [[ -f $dir/complete && $(cat "$dir/complete") == "$sum" ]]; then
+		say "Spring example's artifacts present in $dir"
+		return 0
+	fi
+	mkdir -p "$dir"
+	exec 8>"$dir/.lock"
+	flock 8
+	say "fetching the Spring example's artifacts into $dir"
+	log="$dir/mvn.log"
+	mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$dir" -f "$pom_ex" \
+		package dependency:copy-dependencies -DoutputDirectory=target/lib >"$log" 2>&1 || {
+		tail -n 30 "$log" >&2
+		die "mvn could not fetch the Spring example's artifacts (full log: $log)"
+	}
+	echo "$sum" >"$dir/complete"
+	exec 8>&-
+}
+
 # vegeta, pinned, for `make bench`: a Go module built from the module proxy
 # into the project's cache (nothing outside the repository changes).
 vegeta_version=v12.13.0
@@ -157,6 +189,8 @@ main() {
 	else
 		fetch_kafka
 	fi
+	"$repo/scripts/contract-tools.sh"
+	fetch_examples
 }
 
 main "$@"

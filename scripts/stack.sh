@@ -272,7 +272,7 @@ create_topics() {
 	/usr/bin/python3 - "$TICKETD_BROKERS" "$rf" \
 		"$request_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" "max.message.bytes=16777216$ha" \
 		"$reply_topic" 4 "${ha#,}" \
-		"$dlq_topic" 1 "${ha#,}" \
+		"$dlq_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" "${ha#,}" \
 		"$availability_topic" 4 "cleanup.policy=compact,min.cleanable.dirty.ratio=0.1,segment.ms=600000$ha" \
 		<<-'PY' || die "creating the topics failed"
 		import sys

@@ -57,6 +57,7 @@ static const struct setting settings[] = {
     STR(request_topic, "bookings.requests"),
     STR(reply_topic, "bookings.replies"),
     STR(dead_letter_topic, "bookings.dead-letter"),
+    STR(dead_letter_partition, "original"),
     STR(availability_topic, "bookings.availability"),
     INT(availability_interval_ms, 50, 0, 10000),
     STR(client_id, "ticketd"),
@@ -479,6 +480,14 @@ static int validate(const struct config *cfg, char *errstr, size_t errstr_size)
 		snprintf(errstr, errstr_size,
 			 "log_format \"%s\" is not one of logfmt, json",
 			 cfg->log_format);
+		return -1;
+	}
+	if (strcmp(cfg->dead_letter_partition, "original") != 0 &&
+	    strcmp(cfg->dead_letter_partition, "any") != 0) {
+		snprintf(errstr, errstr_size,
+			 "dead_letter_partition \"%s\" is not one of original, "
+			 "any",
+			 cfg->dead_letter_partition);
 		return -1;
 	}
 	if (cfg->brokers[0] == '\0' || cfg->group_id[0] == '\0' ||

@@ -18,6 +18,7 @@ struct config {
 	char *request_topic;
 	char *reply_topic;
 	char *dead_letter_topic;
+	char *dead_letter_partition; /* "original" or "any" */
 	char *availability_topic;
 	int availability_interval_ms;
 	char *client_id;

@@ -379,9 +379,22 @@ static enum MHD_Result respond_event_view(struct http_server *http,
 	return respond_cached(http, conn, key, view, params, not_found);
 }
 
+/*
+ * A GET argument, or NULL when absent. libmicrohttpd decodes %00 into the
+ * value, where it would end the C string unseen ("1%00x" read as 1): such
+ * a value comes back as "%00", which no id or limit parser accepts.
+ */
 static const char *arg(struct MHD_Connection *conn, const char *name)
 {
-	return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+	const char *value = NULL;
+	size_t len = 0;
+
+	if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, name,
+					  strlen(name), &value,
+					  &len) != MHD_YES ||
+	    !value)
+		return NULL;
+	return strlen(value) == len ? value : "%00";
 }
 
 /*
@@ -428,10 +441,18 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 				      struct MHD_Connection *conn)
 {
 	char event[24], section[24], after[24], limit_text[24];
-	const char *customer = arg(conn, "customer");
-	const char *params[5] = {NULL, NULL, customer, after, limit_text};
+	const char *customer = NULL;
+	size_t customer_len = 0;
+	const char *params[5] = {NULL, NULL, NULL, after, limit_text};
 	enum MHD_Result ret;
 	int64_t v = 0;
+
+	/* With its length: a %00 in it must not cut it short unseen. */
+	if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND,
+					  "customer", strlen("customer"),
+					  &customer, &customer_len) != MHD_YES)
+		customer = NULL;
+	params[2] = customer;
 
 	if (arg(conn, "event_id")) {
 		if (route_parse_id(arg(conn, "event_id"), &v) != 0)
@@ -449,9 +470,10 @@ static enum MHD_Result serve_bookings(struct http_server *http,
 		snprintf(section, sizeof(section), "%" PRId64, v);
 		params[1] = section;
 	}
-	if (customer && (strlen(customer) < 1 || strlen(customer) > 254))
-		return respond_error(conn, MHD_HTTP_BAD_REQUEST, "BAD_CUSTOMER",
-				     "customer must be 1 to 254 characters");
+	if (customer && !route_customer_valid(customer, customer_len))
+		return respond_error(
+		    conn, MHD_HTTP_BAD_REQUEST, "BAD_CUSTOMER",
+		    "customer must be 1 to 254 bytes of UTF-8");
 	if (read_page(http, conn, after, limit_text, &ret) != 0)
 		return ret;
 	return respond_view(http, conn, VIEW_BOOKINGS, params, "");

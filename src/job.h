@@ -15,7 +15,11 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/* A version-00 W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>. */
+#define JOB_TRACEPARENT_LEN 55
 
 struct job;
 
@@ -35,11 +39,20 @@ struct job {
 	int32_t partition;
 	int64_t offset;
 	int64_t timestamp_ms;
+	rd_kafka_timestamp_type_t timestamp_type; /* for the dead letter */
 	uint64_t generation; /* of the partition's assignment, see consumer.c */
 	void *key;
 	size_t key_len;
 	void *value;
 	size_t value_len;
+
+	/* The request's own headers (a copy, owned), which its dead-letter
+	 * copy carries again; NULL when it had none. */
+	rd_kafka_headers_t *headers;
+	/* " traceparent=<value>" when the request carries a valid W3C
+	 * traceparent, else "": log lines about the request end with it,
+	 * and the reply copies traceparent and tracestate only then. */
+	char trace[16 + JOB_TRACEPARENT_LEN];
 
 	/* Spring request/reply headers, if present. */
 	void *correlation_id;
@@ -69,6 +82,18 @@ struct job {
  * NULL when out of memory.
  */
 struct job *job_from_message(const rd_kafka_message_t *rkm, const char *topic);
+
+/*
+ * Is v (len bytes, not NUL-terminated) a W3C traceparent that a receiver
+ * may use: version 00 exactly 55 characters, a later version at least 55
+ * with '-' after them; lowercase hex; version not ff; trace-id and
+ * parent-id not all zero.
+ */
+int job_traceparent_valid(const char *v, size_t len);
+
+/* The name Kafka's Java client gives a timestamp type ("CreateTime",
+ * "LogAppendTime", "NoTimestampType"), as Spring writes it. */
+const char *job_timestamp_type_name(rd_kafka_timestamp_type_t type);
 
 /* Free job and everything it owns. */
 void job_free(struct job *job);

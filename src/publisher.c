@@ -52,6 +52,7 @@ struct publisher {
 	struct retry *retries;
 	rd_kafka_topic_t
 	    *known[2]; /* reply and dead-letter topics, kept warm */
+	atomic_int warned_partitions; /* dead_letter_repartition said so */
 };
 
 static void put_be32(unsigned char *out, uint32_t v)
@@ -96,6 +97,80 @@ static int error_is_permanent(rd_kafka_resp_err_t err)
 	}
 }
 
+/*
+ * W3C trace context: a valid traceparent and the tracestate beside it go
+ * on with the reply, unchanged, so that a tracer sees one trace from the
+ * request to its answer. An invalid traceparent is dropped with its
+ * tracestate, as the W3C recommendation asks of a receiver.
+ */
+static void add_trace_context(rd_kafka_headers_t *hdrs, const struct job *job)
+{
+	static const char *const names[] = {"traceparent", "tracestate"};
+	const void *value;
+	size_t size;
+
+	if (!job->trace[0] || !job->headers)
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (rd_kafka_header_get_last(job->headers, names[i], &value,
+					     &size) ==
+			RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    value)
+			rd_kafka_header_add(hdrs, names[i], -1, value,
+					    (ssize_t)size);
+	}
+}
+
+/*
+ * The request's own headers, as Spring's DeadLetterPublishingRecoverer
+ * copies them: all of them, except the exception headers of an earlier
+ * dead-lettering (Spring strips those by default, so that the last
+ * failure's are the only ones). Earlier kafka_dlt-original-* headers stay;
+ * the ones added after them are the last, which is what Spring reads.
+ */
+static rd_kafka_headers_t *dead_letter_headers(const struct job *job)
+{
+	static const char exception_prefix[] = "kafka_dlt-exception-";
+	size_t count = job->headers ? rd_kafka_header_cnt(job->headers) : 0;
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(count + 10);
+	const char *name;
+	const void *value;
+	size_t size;
+
+	for (size_t i = 0; i < count; i++) {
+		if (rd_kafka_header_get_all(job->headers, i, &name, &value,
+					    &size) !=
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+		if (strncmp(name, exception_prefix,
+			    sizeof(exception_prefix) - 1) == 0)
+			continue;
+		rd_kafka_header_add(hdrs, name, -1, value,
+				    value ? (ssize_t)size : 0);
+	}
+	return hdrs;
+}
+
+/*
+ * The dead-letter topic lacks the request's partition: say so once (the
+ * topic should have as many partitions as the request topic, as Spring's
+ * default resolver requires), and let the key pick one for this copy
+ * (msg->reason says so from now on). Spring's send would fail instead; a
+ * dead letter on another partition still names its origin in its headers.
+ */
+static void dead_letter_repartition(struct publisher *pub,
+				    struct job_message *msg)
+{
+	msg->reason = (int)RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+	if (atomic_exchange(&pub->warned_partitions, 1) == 0)
+		log_warn("dead-letter topic %s has no partition %d: dead "
+			 "letters from partitions it lacks go where their key "
+			 "puts them; give it at least as many partitions as "
+			 "%s, or set dead_letter_partition = \"any\"",
+			 pub->cfg->dead_letter_topic, (int)msg->job->partition,
+			 msg->job->topic);
+}
+
 /* Produce the reply of msg's job to its reply address, or (rerouted) to
  * the dead-letter topic because that address cannot take it. */
 static rd_kafka_resp_err_t produce_reply(struct publisher *pub,
@@ -107,13 +182,14 @@ static rd_kafka_resp_err_t produce_reply(struct publisher *pub,
 	int32_t partition = job->reply_topic[0] && job->reply_partition >= 0
 				? job->reply_partition
 				: RD_KAFKA_PARTITION_UA;
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(6);
 	rd_kafka_resp_err_t err;
 
 	if (job->correlation_id)
 		rd_kafka_header_add(hdrs, "kafka_correlationId", -1,
 				    job->correlation_id,
 				    (ssize_t)job->correlation_id_len);
+	add_trace_context(hdrs, job);
 	if (msg->kind == MESSAGE_REPLY_REROUTED) {
 		char message[512];
 
@@ -138,21 +214,25 @@ static rd_kafka_resp_err_t produce_reply(struct publisher *pub,
 	return err;
 }
 
-/* The request itself, copied to the dead-letter topic with Spring's
- * DeadLetterPublishingRecoverer headers. */
+/* The request itself, copied to the dead-letter topic as Spring's
+ * DeadLetterPublishingRecoverer writes it: its headers, then Spring's. */
 static rd_kafka_resp_err_t produce_dead_letter(struct publisher *pub,
 					       struct job_message *msg)
 {
 	struct job *job = msg->job;
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(10);
+	rd_kafka_headers_t *hdrs = dead_letter_headers(job);
 	unsigned char partition[4], offset[8], timestamp[8];
 	char fqcn[64];
 	const char *code = request_error_code_name(job->outcome.error);
 	const char *message =
 	    job->dead_letter_reason ? job->dead_letter_reason : code;
 	size_t value_len = job->value_len;
+	int32_t target = RD_KAFKA_PARTITION_UA;
 	rd_kafka_resp_err_t err;
 
+	if (strcmp(pub->cfg->dead_letter_partition, "original") == 0 &&
+	    !msg->reason)
+		target = job->partition;
 	put_be32(partition, (uint32_t)job->partition);
 	put_be64(offset, (uint64_t)job->offset);
 	put_be64(timestamp, (uint64_t)job->timestamp_ms);
@@ -165,16 +245,12 @@ static rd_kafka_resp_err_t produce_dead_letter(struct publisher *pub,
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-timestamp", -1, timestamp,
 			    8);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-timestamp-type", -1,
-			    "CreateTime", -1);
+			    job_timestamp_type_name(job->timestamp_type), -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-original-consumer-group", -1,
 			    pub->cfg->group_id, -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-exception-fqcn", -1, fqcn, -1);
 	rd_kafka_header_add(hdrs, "kafka_dlt-exception-message", -1, message,
 			    -1);
-	if (job->correlation_id)
-		rd_kafka_header_add(hdrs, "kafka_correlationId", -1,
-				    job->correlation_id,
-				    (ssize_t)job->correlation_id_len);
 	if (value_len > DEAD_LETTER_VALUE_MAX) {
 		/* Too large for the topic: the headers still say where the
 		 * original is. */
@@ -182,12 +258,23 @@ static rd_kafka_resp_err_t produce_dead_letter(struct publisher *pub,
 				    -1);
 		value_len = 0;
 	}
-	err = rd_kafka_producev(
-	    pub->rk, RD_KAFKA_V_TOPIC(pub->cfg->dead_letter_topic),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	    RD_KAFKA_V_KEY(job->key, job->key_len),
-	    RD_KAFKA_V_VALUE(value_len ? job->value : NULL, value_len),
-	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
+	for (;;) {
+		err = rd_kafka_producev(
+		    pub->rk, RD_KAFKA_V_TOPIC(pub->cfg->dead_letter_topic),
+		    RD_KAFKA_V_PARTITION(target),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_KEY(job->key, job->key_len),
+		    RD_KAFKA_V_VALUE(value_len ? job->value : NULL, value_len),
+		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg),
+		    RD_KAFKA_V_END);
+		/* Known at once when the topic's metadata is; otherwise the
+		 * delivery report says it (failed()). */
+		if (err != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+		    target == RD_KAFKA_PARTITION_UA)
+			break;
+		dead_letter_repartition(pub, msg);
+		target = RD_KAFKA_PARTITION_UA;
+	}
 	if (err)
 		rd_kafka_headers_destroy(hdrs);
 	return err;
@@ -224,9 +311,10 @@ static int after_failure(struct job_message *msg, rd_kafka_resp_err_t err)
 static void give_up(struct publisher *pub, struct job_message *msg,
 		    rd_kafka_resp_err_t err)
 {
-	log_error("partition %d offset %lld: %s undeliverable to the "
+	log_error("partition %d offset %lld%s: %s undeliverable to the "
 		  "dead-letter topic: %s; giving up on it",
 		  (int)msg->job->partition, (long long)msg->job->offset,
+		  msg->job->trace,
 		  msg->kind == MESSAGE_DEAD_LETTER_COPY ? "the dead-letter copy"
 							: "the rerouted reply",
 		  rd_kafka_err2str(err));
@@ -239,10 +327,11 @@ static void retry_push(struct publisher *pub, struct job_message *msg)
 
 	if (!r) {
 		log_error(
-		    "out of memory: a message of partition %d offset %lld "
+		    "out of memory: a message of partition %d offset %lld%s "
 		    "is not retried; the request is redelivered after a "
 		    "restart",
-		    (int)msg->job->partition, (long long)msg->job->offset);
+		    (int)msg->job->partition, (long long)msg->job->offset,
+		    msg->job->trace);
 		job_finish(pub, msg->job, 0);
 		return;
 	}
@@ -257,6 +346,13 @@ static void retry_push(struct publisher *pub, struct job_message *msg)
 static void failed(struct publisher *pub, struct job_message *msg,
 		   rd_kafka_resp_err_t err)
 {
+	if (msg->kind == MESSAGE_DEAD_LETTER_COPY &&
+	    err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION && !msg->reason) {
+		/* Its partition is missing from the dead-letter topic. */
+		dead_letter_repartition(pub, msg);
+		retry_push(pub, msg);
+		return;
+	}
 	if (after_failure(msg, err))
 		retry_push(pub, msg);
 	else
@@ -280,8 +376,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 		return;
 	}
 	atomic_fetch_add(&pub->metrics->reply_failures, 1);
-	log_warn("delivery to %s failed: %s; trying again",
-		 rd_kafka_topic_name(rkm->rkt), rd_kafka_err2str(rkm->err));
+	log_warn("delivery to %s for partition %d offset %lld%s failed: %s",
+		 rd_kafka_topic_name(rkm->rkt), (int)msg->job->partition,
+		 (long long)msg->job->offset, msg->job->trace,
+		 rd_kafka_err2str(rkm->err));
 	failed(pub, msg, rkm->err);
 }
 

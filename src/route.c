@@ -27,6 +27,51 @@ int route_parse_id(const char *s, int64_t *out)
 	return 0;
 }
 
+int route_customer_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + len;
+
+	if (len < 1 || len > 254)
+		return 0;
+	while (p < end) {
+		unsigned int c = *p, min;
+		int more;
+
+		if (c == 0)
+			return 0;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0) {
+			more = 1;
+			c &= 0x1f;
+			min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			more = 2;
+			c &= 0x0f;
+			min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			more = 3;
+			c &= 0x07;
+			min = 0x10000;
+		} else {
+			return 0;
+		}
+		for (p++; more > 0; more--, p++) {
+			if (p >= end || (*p & 0xc0) != 0x80)
+				return 0;
+			c = (c << 6) | (*p & 0x3f);
+		}
+		/* No overlong forms, surrogates or code points past U+10FFFF.
+		 */
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return 0;
+	}
+	return 1;
+}
+
 int route_parse_limit(const char *s, int default_limit, int max_limit, int *out)
 {
 	int64_t v;

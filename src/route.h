@@ -31,6 +31,13 @@ enum route route_parse(const char *url, char *id, size_t id_size);
 /* A positive decimal id up to 2^53 - 1, nothing else. 0 or -1. */
 int route_parse_id(const char *s, int64_t *out);
 
+/*
+ * A customer filter of len bytes: 1 to 254 bytes of valid UTF-8 and no NUL
+ * (the database would refuse other bytes, and that is the caller's error,
+ * not a 500; a NUL would cut the filter short unseen). 1 or 0.
+ */
+int route_customer_valid(const char *s, size_t len);
+
 /* A page size: absent gives default_limit; 1..max_limit. 0 or -1. */
 int route_parse_limit(const char *s, int default_limit, int max_limit,
 		      int *out);

@@ -341,10 +341,12 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 		if (rc == PG_RETRY || (rc == PG_TOO_BIG && n == 1)) {
 			atomic_fetch_add(&m->batch_retries, 1);
 			if (rc == PG_TOO_BIG && pause_ms == 1)
-				log_warn("worker %d: partition %d offset %lld "
-					 "waits for the database: %s",
-					 w->index, (int)jobs[0]->partition,
-					 (long long)jobs[0]->offset, errstr);
+				log_warn(
+				    "worker %d: partition %d offset %lld%s "
+				    "waits for the database: %s",
+				    w->index, (int)jobs[0]->partition,
+				    (long long)jobs[0]->offset, jobs[0]->trace,
+				    errstr);
 			else
 				log_debug("worker %d: batch of %zu retried: %s",
 					  w->index, n, errstr);
@@ -356,10 +358,11 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 		}
 		/* PG_REFUSED, or PG_TOO_BIG for more than one */
 		if (rc == PG_REFUSED && n == 1) {
-			log_warn("worker %d: partition %d offset %lld refused "
-				 "by the database: %s",
+			log_warn("worker %d: partition %d offset %lld%s "
+				 "refused by the database: %s",
 				 w->index, (int)jobs[0]->partition,
-				 (long long)jobs[0]->offset, errstr);
+				 (long long)jobs[0]->offset, jobs[0]->trace,
+				 errstr);
 			return refuse_in_database(w, jobs[0], reqs[0], errstr);
 		}
 		atomic_fetch_add(&m->batch_splits, 1);
@@ -410,9 +413,10 @@ static int parse_jobs(struct worker *w, size_t n)
 				     err.message) < 0)
 				job->dead_letter_reason = NULL;
 		}
-		log_debug("partition %d offset %lld: %s: %s",
+		log_debug("partition %d offset %lld%s: %s: %s",
 			  (int)job->partition, (long long)job->offset,
-			  request_error_code_name(err.code), err.message);
+			  job->trace, request_error_code_name(err.code),
+			  err.message);
 	}
 	return 0;
 }

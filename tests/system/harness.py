@@ -18,6 +18,8 @@ import psycopg2.sql
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from contract import contract
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REQUESTS = "bookings.requests"
 REPLIES = "bookings.replies"
@@ -181,15 +183,21 @@ class Ticketd:
             return 0
 
     def http(self, path, method="GET", timeout=10):
+        """(status, body) of one request; status 0 when nothing answered.
+        Every answer is checked against docs/openapi.yaml first."""
         req = urllib.request.Request(
             "http://127.0.0.1:%d%s" % (self.http_port, path), method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read().decode()
+                status, headers, body = resp.status, dict(resp.headers), resp.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+            status, headers, body = e.code, dict(e.headers), e.read().decode()
         except (urllib.error.URLError, ConnectionError, socket.timeout):
             return 0, ""
+        errors = contract().http_errors(method, path, status, headers, body)
+        assert not errors, "%s %s -> %d breaks docs/openapi.yaml: %s\n%s" % (
+            method, path, status, "; ".join(errors), body[:500])
+        return status, body
 
     def http_json(self, path):
         status, body = self.http(path)
@@ -230,6 +238,12 @@ class Client:
                                   "message.max.bytes": 20000000})
         self.replies = []
         self.dead_letters = []
+        # docs/asyncapi.yaml against the traffic: what this client sent
+        # (by correlation id, else request_id) with the schema's verdict,
+        # and every disagreement seen; close() fails on any.
+        self.verdicts = {}
+        self.violations = []
+        self.checked = {"requests": 0, "replies": 0, "dead_letters": 0}
         self.lock = threading.Condition()
         self.running = True
         self.consumer = Consumer({
@@ -278,6 +292,11 @@ class Client:
                 record["json"] = json.loads(msg.value()) if msg.value() else None
             except ValueError:
                 record["json"] = None
+            try:
+                self._check(record, msg.headers() or [])
+            except Exception as e:  # a checker fault must fail the test, not kill this thread
+                self.violations.append("checking %s[%d] raised %r" % (
+                    record["topic"], record["partition"], e))
             with self.lock:
                 if msg.topic() == DEAD_LETTER:
                     self.dead_letters.append(record)
@@ -285,13 +304,68 @@ class Client:
                     self.replies.append(record)
                 self.lock.notify_all()
 
+    def _check(self, record, headers):
+        """A reply or dead letter against docs/asyncapi.yaml; a reply to a
+        request this client sent also against the schema's verdict on that
+        request: refused by the schema <=> answered `invalid`."""
+        c = contract()
+        where = "%s[%d]" % (record["topic"], record["partition"])
+        if record["topic"] == DEAD_LETTER:
+            errors = c.dead_letter_errors(headers, record["value"])
+            self.checked["dead_letters"] += 1
+        elif isinstance(record["json"], dict) and set(record["json"]) == {"warm_up"}:
+            return  # ticket-flood's probe of the reply topic, not a reply
+        else:
+            reply = record["json"]
+            errors = (c.reply_errors(reply) if isinstance(reply, dict)
+                      else ["reply is not a JSON object: %r" % record["value"][:200]])
+            errors += c.header_errors(headers, c.reply_headers)
+            self.checked["replies"] += 1
+            verdict = self.verdicts.get(record["headers"].get("kafka_correlationId"))
+            if verdict is None and isinstance(reply, dict):
+                verdict = self.verdicts.get(reply.get("request_id"))
+            if verdict is not None and isinstance(reply, dict):
+                refused = bool(verdict)
+                status = reply.get("status")
+                message = (reply.get("error") or {}).get("message", "")
+                # The one documented way a request the schema allows is
+                # answered invalid: the database refused it (README).
+                if refused and status != "invalid":
+                    errors.append("the schema refuses the request (%s) but ticketd "
+                                  "answered %s" % ("; ".join(verdict)[:300], status))
+                elif (not refused and status == "invalid" and
+                      not message.startswith("the database refused")):
+                    errors.append("the schema allows the request but ticketd "
+                                  "answered invalid: %s" % message)
+        if errors:
+            self.violations.append("%s %r: %s" % (where, record["value"][:300],
+                                                  "; ".join(errors)))
+
     def close(self):
         self.running = False
         self.thread.join(5)
         self.consumer.close()
         self.producer.flush(10)
+        assert not self.violations, (
+            "%d message(s) disagree with docs/asyncapi.yaml:\n%s" %
+            (len(self.violations), "\n".join(self.violations[:10])))
 
     def send_raw(self, value, key=None, headers=None, topic=None):
+        """Produce one message; its verdict under docs/asyncapi.yaml is
+        kept for the reply's check."""
+        verdict = contract().request_errors(value)
+        self.checked["requests"] += 1
+        correlation = (headers or {}).get("kafka_correlationId")
+        try:
+            rid = json.loads(value).get("request_id")
+        except (ValueError, AttributeError, TypeError):
+            rid = None
+        with self.lock:
+            if correlation is not None:
+                self.verdicts[correlation if isinstance(correlation, bytes)
+                              else correlation.encode()] = verdict
+            elif isinstance(rid, str):
+                self.verdicts[rid] = verdict
         errors = []
 
         def delivered(err, msg):

@@ -16,6 +16,8 @@ import urllib.request
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition
 
+from contract import contract
+
 from harness import (REPO, Client, Ticketd, fresh_database, invariant_violations,
                      pg_execute, run_flood, unique)
 from test_batching import metric, own_ticketd
@@ -215,6 +217,8 @@ def read_availability(stack, timeout=30, settle=3):
             if msg is None or msg.error():
                 continue
             quiet_since = time.time()
+            errors = contract().availability_errors(msg.value())
+            assert not errors, "breaks docs/asyncapi.yaml: %r %s" % (msg.value(), errors)
             messages.append((msg.partition(), msg.key(), json.loads(msg.value())))
     finally:
         consumer.close()
@@ -267,9 +271,12 @@ def http_get(port, path, headers=None, timeout=10):
                                  headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), resp.read().decode()
+            status, hdrs, body = resp.status, dict(resp.headers), resp.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
+        status, hdrs, body = e.code, dict(e.headers), e.read().decode()
+    errors = contract().http_errors("GET", path, status, hdrs, body)
+    assert not errors, "GET %s -> %d breaks docs/openapi.yaml: %s" % (path, status, errors)
+    return status, hdrs, body
 
 
 def test_the_read_cache(stack):

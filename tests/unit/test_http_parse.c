@@ -214,6 +214,34 @@ static void test_limits(void **state)
 			 -1);
 }
 
+static int customer_ok(const char *s)
+{
+	return route_customer_valid(s, strlen(s));
+}
+
+static void test_customers(void **state)
+{
+	char long_name[300];
+
+	(void)state;
+	assert_true(customer_ok("alice@example.com"));
+	assert_true(customer_ok("J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x8e\xab"));
+	assert_false(customer_ok(""));
+	assert_false(customer_ok("\xff"));	       /* not UTF-8 */
+	assert_false(customer_ok("a\xc3"));	       /* cut short */
+	assert_false(customer_ok("\xc0\xaf"));	       /* overlong '/' */
+	assert_false(customer_ok("\xed\xa0\x80"));     /* a surrogate */
+	assert_false(customer_ok("\xf4\x90\x80\x80")); /* > U+10FFFF */
+	assert_false(route_customer_valid("a\0b", 3)); /* a NUL inside */
+	assert_false(route_customer_valid("\xc3", 1)); /* cut at len */
+	memset(long_name, 'c', sizeof(long_name));
+	long_name[254] = '\0';
+	assert_true(route_customer_valid(long_name, strlen(long_name)));
+	long_name[254] = 'c';
+	long_name[255] = '\0';
+	assert_false(route_customer_valid(long_name, strlen(long_name)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +250,7 @@ int main(void)
 	    cmocka_unit_test(test_overlong_id),
 	    cmocka_unit_test(test_ids),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_customers),
 	};
 
 	return cmocka_run_group_tests_name("http_parse", tests, NULL, NULL);
