@@ -28,7 +28,7 @@ comma := ,
 DAEMON_MODULES = buf clock config log request outcome offsets job kafka \
 	availability cache \
 	metrics pg pgarray sql ledger txn views publisher worker consumer \
-	reaper route http secret pgcheck kafkacheck
+	reaper route http replica secret pgcheck kafkacheck
 DAEMON_OBJS = $(addprefix $(BUILD)/src/,$(addsuffix .o,$(DAEMON_MODULES)))
 FLOOD_OBJS = $(BUILD)/producer/ticket-flood.o $(BUILD)/src/log.o \
 	$(BUILD)/src/config.o $(BUILD)/src/kafka.o $(BUILD)/src/request.o \
@@ -71,7 +71,7 @@ OBJS_test_secret = $(call obj,secret)
 OBJS_test_pgcheck = $(call obj,pgcheck)
 LIBS_test_pgcheck = -lpq
 
-.PHONY: tsan all help deps test test-unit test-system run up down bench fuzz \
+.PHONY: tsan all help deps test test-unit test-system test-replicated run up down bench fuzz \
 	install uninstall clean format format-check check-config valgrind \
 	ticketd ticket-flood
 
@@ -120,10 +120,15 @@ test: ## install what is missing, build, run unit and system tests
 test-system: all $(DB_TEST_BINS) ## run the system tests only (real Kafka + PostgreSQL)
 	TICKETD_BUILD=$(BUILD) tests/run.sh --system-only
 
+test-replicated: ## the replicated deployment's failover scenarios (3 Kafka nodes, a PostgreSQL standby)
+	scripts/deps.sh
+	$(MAKE) all
+	TICKETD_BUILD=$(BUILD) tests/run.sh --replicated
+
 check-config: $(BUILD)/tests/unit/test_config ## every setting is documented in etc/ticketd.conf
 	$(BUILD)/tests/unit/test_config
 
-up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/; TICKETD_STACK_SECURE=1: over SASL_SSL and TLS)
+up: all ## start PostgreSQL, Kafka and ticketd in the background (.run/; TICKETD_STACK_SECURE=1: over SASL_SSL and TLS; TICKETD_STACK_REPLICATED=1: 3 Kafka nodes, a synchronous standby)
 	scripts/stack.sh up
 	scripts/run-ticketd.sh start
 

@@ -317,6 +317,27 @@ static PGconn *db_connect(const struct options *o)
 	return conn;
 }
 
+/*
+ * The connection made at the start, fit for the check at the end: a flood
+ * may outlive its server (a primary killed and a standby promoted), and
+ * the conninfo, multi-host, then leads to the new primary. 0, or -1.
+ */
+static int db_refresh(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "SELECT 1");
+	int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	PQclear(res);
+	if (ok)
+		return 0;
+	PQreset(conn);
+	if (PQstatus(conn) == CONNECTION_OK)
+		return 0;
+	fprintf(stderr, "ticket-flood: cannot connect to PostgreSQL again: %s",
+		PQerrorMessage(conn));
+	return -1;
+}
+
 static int db_exec(PGconn *conn, const char *sql, int nparams,
 		   const char *const *params)
 {
@@ -1184,7 +1205,7 @@ int main(int argc, char **argv)
 	}
 	if (!o.no_verify) {
 		long long capacity, remaining, booked, held;
-		int problems = verify(conn, &o, 0);
+		int problems = db_refresh(conn) != 0 ? -1 : verify(conn, &o, 0);
 
 		if (problems != 0 ||
 		    section_totals(conn, &o, &capacity, &remaining, &booked,

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # stack.sh: a throwaway PostgreSQL and a single-node Apache Kafka (KRaft) on
-# loopback, on free ports, with their state under $STACK_DIR (default .run/).
+# loopback, on free ports, with their state under $STACK_DIR (default .run/);
+# or, replicated, three Kafka nodes and a PostgreSQL primary with a
+# synchronous standby.
 #
 #   scripts/stack.sh up          start both (or use TICKETD_PG / TICKETD_BROKERS
 #                                when set), apply the schema, create the topics,
@@ -9,12 +11,17 @@
 #   scripts/stack.sh status      what runs
 #   scripts/stack.sh pg-stop | pg-start | kafka-stop | kafka-start
 #                                stop or restart one service, same port and data
+#   replicated only: kafka-kill N, kafka-stop N, kafka-start N, pg-kill-primary,
+#   pg-promote, pg-rejoin, pg-sync on|off, pg-standby-stop, pg-standby-start
+#                                (see usage below and docs/replication.md)
 #
 # Environment: STACK_DIR, TICKETD_PG, TICKETD_BROKERS (use existing services),
 # TICKETD_REQUEST_PARTITIONS (default 4), KEEP_STATE=1 (down keeps the data),
 # STACK_SKIP_DEPS=1 (do not run scripts/deps.sh), TICKETD_STACK_SECURE=1 (a
-# secured stack: see secure_* below and docs/security.md; chosen when the
-# stack is first made, kept until `down`).
+# secured stack: see secure_* below and docs/security.md), or
+# TICKETD_STACK_REPLICATED=1 (a replicated stack: see the replicated section
+# below and docs/replication.md); each chosen when the stack is first made,
+# kept until `down`.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,10 +67,12 @@ state_get() {
 }
 state_set() { echo "$1=$2" >>"$stack_dir/ports"; }
 secure() { [[ $(state_get secure) == 1 ]]; }
+replicated() { [[ $(state_get replicated) == 1 ]]; }
 
 # ---------------------------------------------------------------- PostgreSQL
 
-pg_start() {
+# initdb and the server's settings, once, for the stack's (first) server.
+pg_init() {
 	local bin port data="$stack_dir/pg/data" sock="$stack_dir/pg/sock"
 	bin="$(pg_bin)"
 	port="$(state_get pg_port)"
@@ -71,40 +80,54 @@ pg_start() {
 		port="$(free_port)"
 		state_set pg_port "$port"
 	fi
-	if [[ ! -f $data/PG_VERSION ]]; then
-		mkdir -p "$stack_dir/pg" "$sock"
-		[[ $(id -u) -eq 0 ]] && chown -R postgres: "$stack_dir/pg"
-		# The state dir may sit under a folder postgres cannot enter.
-		[[ $(id -u) -eq 0 ]] && chmod o+x "$stack_dir" "$(dirname "$stack_dir")" 2>/dev/null || true
-		as_pg "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 >"$stack_dir/pg/initdb.log" 2>&1 ||
-			{ cat "$stack_dir/pg/initdb.log" >&2; die "initdb failed"; }
-		cat >>"$data/postgresql.conf" <<-CONF
-			listen_addresses = '127.0.0.1'
-			port = $port
-			unix_socket_directories = '$sock'
-			fsync = on
-			synchronous_commit = on
-			max_connections = 200
-			shared_buffers = 256MB
-		CONF
-		# The benchmark's per-statement breakdown (scripts/bench.py --statements).
-		[[ ${TICKETD_STACK_PG_STATEMENTS:-} != 1 ]] ||
-			echo "shared_preload_libraries = 'pg_stat_statements'" >>"$data/postgresql.conf"
-		if secure; then secure_pg_conf "$data"; fi
+	[[ -f $data/PG_VERSION ]] && return 0
+	mkdir -p "$stack_dir/pg" "$sock"
+	[[ $(id -u) -eq 0 ]] && chown -R postgres: "$stack_dir/pg"
+	# The state dir may sit under a folder postgres cannot enter.
+	[[ $(id -u) -eq 0 ]] && chmod o+x "$stack_dir" "$(dirname "$stack_dir")" 2>/dev/null || true
+	as_pg "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 >"$stack_dir/pg/initdb.log" 2>&1 ||
+		{ cat "$stack_dir/pg/initdb.log" >&2; die "initdb failed"; }
+	cat >>"$data/postgresql.conf" <<-CONF
+		listen_addresses = '127.0.0.1'
+		port = $port
+		unix_socket_directories = '$sock'
+		fsync = on
+		synchronous_commit = on
+		max_connections = 200
+		shared_buffers = 256MB
+	CONF
+	# The benchmark's per-statement breakdown (scripts/bench.py --statements).
+	[[ ${TICKETD_STACK_PG_STATEMENTS:-} != 1 ]] ||
+		echo "shared_preload_libraries = 'pg_stat_statements'" >>"$data/postgresql.conf"
+	if secure; then secure_pg_conf "$data"; fi
+	if replicated; then replicated_pg_conf "$data"; fi
+	return 0
+}
+
+pg_start() {
+	if replicated; then
+		pg_start_all
+		return
 	fi
-	as_pg "$bin/pg_ctl" -D "$data" -l "$stack_dir/pg/log" -w -t 60 start >/dev/null ||
+	pg_init
+	as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" -l "$stack_dir/pg/log" -w -t 60 start >/dev/null ||
 		{ tail -n 30 "$stack_dir/pg/log" >&2; die "PostgreSQL did not start"; }
 }
 
 pg_stop() {
+	if replicated; then
+		pg_stop_all
+		return
+	fi
 	local data="$stack_dir/pg/data"
 	[[ -f $data/postmaster.pid ]] || return 0
 	as_pg "$(pg_bin)/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
 
+# The role and the database, on the server at port $1 (default: the
+# stack's first); TICKETD_PG names them.
 pg_setup() {
-	local port
-	port="$(state_get pg_port)"
+	local port="${1:-$(state_get pg_port)}"
 	psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
 		-c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ticketd') THEN CREATE ROLE ticketd LOGIN SUPERUSER; END IF; END \$\$" \
 		>/dev/null
@@ -123,11 +146,52 @@ apply_schema() {
 
 # --------------------------------------------------------------------- Kafka
 
-kafka_start() {
-	local dir="$stack_dir/kafka" port cport sport=""
+# Format (once) and launch one Kafka node whose server.properties is in
+# $1; $2 is the cluster id to format with; the rest are JVM options.
+kafka_launch() {
+	local dir="$1" cluster="$2"
+	shift 2
+	if [[ ! -f $dir/data/meta.properties ]]; then
+		java -cp "$kafka_libs/*" -Dlog4j.configuration="file:$repo/scripts/kafka/log4j.properties" \
+			-Dkafka.logs.dir="$dir" kafka.tools.StorageTool format \
+			-t "$cluster" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+			{ cat "$dir/format.log" >&2; die "formatting the Kafka storage in $dir failed"; }
+	fi
+	setsid nohup java "$@" -cp "$kafka_libs/*" \
+		-Dlog4j.configuration="file:$repo/scripts/kafka/log4j.properties" \
+		-Dkafka.logs.dir="$dir" kafka.Kafka "$dir/server.properties" \
+		>"$dir/stdout.log" 2>&1 </dev/null &
+	echo $! >"$dir/pid"
+}
+
+kafka_random_uuid() {
+	java -cp "$kafka_libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null
+}
+
+# Wait (bounded: $3 s) until the node in $1 answers metadata requests on
+# port $2.
+kafka_wait_ready() {
+	local dir="$1" port="$2" seconds="${3:-90}"
+	for _ in $(seq 1 $((seconds * 2))); do
+		alive "$dir/pid" || { tail -n 30 "$dir/stdout.log" "$dir/broker.log" >&2 2>/dev/null; die "the Kafka broker in $dir exited during start-up"; }
+		if kcat -b "127.0.0.1:$port" -L -m 2 >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	tail -n 30 "$dir/stdout.log" "$dir/broker.log" >&2 2>/dev/null
+	die "the Kafka broker in $dir did not answer within $seconds s"
+}
+
+kafka_libs_check() {
 	# deps.sh moves the jars into place only once all of them are fetched.
 	ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null 2>&1 ||
 		die "no Kafka jars in $kafka_libs (run scripts/deps.sh)"
+}
+
+kafka_start() {
+	local dir="$stack_dir/kafka" port cport sport=""
+	kafka_libs_check
 	alive "$dir/pid" && return 0
 	port="$(state_get kafka_port)"
 	cport="$(state_get kafka_controller_port)"
@@ -171,33 +235,17 @@ kafka_start() {
 		auto.create.topics.enable=false
 	PROPS
 	if secure; then secure_kafka_properties >>"$dir/server.properties"; fi
-	if [[ ! -f $dir/data/meta.properties ]]; then
-		java -cp "$kafka_libs/*" -Dlog4j.configuration="file:$repo/scripts/kafka/log4j.properties" \
-			-Dkafka.logs.dir="$dir" kafka.tools.StorageTool format \
-			-t "$(java -cp "$kafka_libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
-			-c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
-			{ cat "$dir/format.log" >&2; die "formatting the Kafka storage failed"; }
-	fi
-	setsid nohup java -Xms256m -Xmx512m -XX:+UseG1GC -cp "$kafka_libs/*" \
-		-Dlog4j.configuration="file:$repo/scripts/kafka/log4j.properties" \
-		-Dkafka.logs.dir="$dir" kafka.Kafka "$dir/server.properties" \
-		>"$dir/stdout.log" 2>&1 </dev/null &
-	echo $! >"$dir/pid"
-	# Ready when it answers metadata requests (bounded: 90 s).
-	for _ in $(seq 1 180); do
-		alive "$dir/pid" || { tail -n 30 "$dir/stdout.log" "$dir/broker.log" >&2 2>/dev/null; die "the Kafka broker exited during start-up"; }
-		if kcat -b "127.0.0.1:$port" -L -m 2 >/dev/null 2>&1; then
-			TICKETD_BROKERS="127.0.0.1:$port"
-			return 0
-		fi
-		sleep 0.5
-	done
-	tail -n 30 "$dir/stdout.log" "$dir/broker.log" >&2 2>/dev/null
-	die "the Kafka broker did not answer within 90 s"
+	local cluster=""
+	[[ -f $dir/data/meta.properties ]] || cluster="$(kafka_random_uuid)"
+	kafka_launch "$dir" "$cluster" -Xms256m -Xmx512m -XX:+UseG1GC
+	kafka_wait_ready "$dir" "$port" 90
+	TICKETD_BROKERS="127.0.0.1:$port"
 }
 
-kafka_stop() {
-	local pid_file="$stack_dir/kafka/pid" pid
+# Stop the Kafka node in $1: SIGTERM (a controlled shutdown: its
+# partitions' leadership moves first) and a bounded wait, then SIGKILL.
+kafka_stop_dir() {
+	local pid_file="$1/pid" pid
 	alive "$pid_file" || { rm -f "$pid_file"; return 0; }
 	pid="$(cat "$pid_file")"
 	kill -TERM "$pid" 2>/dev/null || true
@@ -209,17 +257,27 @@ kafka_stop() {
 	rm -f "$pid_file"
 }
 
+kafka_stop() { kafka_stop_dir "$stack_dir/kafka"; }
+
 create_topics() {
+	# Replicated: every topic on the three nodes, a write acknowledged
+	# (acks=all) only once two replicas have it, and no replica that fell
+	# behind may become leader (it would lose acknowledged records).
+	local rf=1 ha=""
+	if replicated; then
+		rf=3
+		ha=",min.insync.replicas=2,unclean.leader.election.enable=false"
+	fi
 	# name, partitions, config (k=v,...; "-" for none)
-	/usr/bin/python3 - "$TICKETD_BROKERS" \
-		"$request_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" max.message.bytes=16777216 \
-		"$reply_topic" 4 - \
-		"$dlq_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" - \
-		"$availability_topic" 4 cleanup.policy=compact,min.cleanable.dirty.ratio=0.1,segment.ms=600000 \
+	/usr/bin/python3 - "$TICKETD_BROKERS" "$rf" \
+		"$request_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" "max.message.bytes=16777216$ha" \
+		"$reply_topic" 4 "${ha#,}" \
+		"$dlq_topic" "${TICKETD_REQUEST_PARTITIONS:-4}" "${ha#,}" \
+		"$availability_topic" 4 "cleanup.policy=compact,min.cleanable.dirty.ratio=0.1,segment.ms=600000$ha" \
 		<<-'PY' || die "creating the topics failed"
 		import sys
 		from confluent_kafka.admin import AdminClient, NewTopic
-		brokers, specs = sys.argv[1], sys.argv[2:]
+		brokers, rf, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 		admin = AdminClient({"bootstrap.servers": brokers, "log_level": 4})
 		# Requests may be large (up to 16 MiB): ticketd answers the ones
 		# over its own limit with MESSAGE_TOO_LARGE instead of the broker
@@ -227,14 +285,17 @@ create_topics() {
 		# newest state of each section stays, keyed by section id.
 		wanted = []
 		for i in range(0, len(specs), 3):
-		    config = {} if specs[i + 2] == "-" else dict(
+		    config = {} if specs[i + 2] in ("-", "") else dict(
 		        kv.split("=", 1) for kv in specs[i + 2].split(","))
-		    wanted.append(NewTopic(specs[i], int(specs[i + 1]), 1, config=config))
+		    wanted.append(NewTopic(specs[i], int(specs[i + 1]), rf, config=config))
 		existing = admin.list_topics(timeout=30).topics
 		new = [t for t in wanted if t.topic not in existing]
 		for topic, future in (admin.create_topics(new) if new else {}).items():
 		    future.result(60)
 		PY
+	if replicated; then
+		kafka_cluster_wait_topics "$request_topic" "$reply_topic" "$dlq_topic" "$availability_topic"
+	fi
 }
 
 # ------------------------------------------------------------ secured stack
@@ -405,6 +466,440 @@ secure_env() {
 	ENV
 }
 
+# --------------------------------------------------------- replicated stack
+#
+# TICKETD_STACK_REPLICATED=1: three Kafka nodes on loopback, each broker and
+# controller (a three-voter KRaft quorum: any one may die), every topic with
+# replication factor 3, min.insync.replicas=2 and no unclean leader
+# election; and two PostgreSQL servers, a primary and a streaming standby
+# made with pg_basebackup, the standby named in the primary's
+# synchronous_standby_names (a COMMIT returns once the standby has flushed
+# it). Node 1 of PostgreSQL is $stack_dir/pg, node 2 $stack_dir/pg2; which
+# is primary is in the state file (pg_primary) and changes with pg-promote.
+# Each server is started with its port and socket on the command line, so
+# that the configuration files pg_basebackup and pg_rewind copy from the
+# other node never move it. Chosen when the stack is first made, kept until
+# `down`.
+
+# What a replicated Kafka node costs: a 256 MB heap, the serial collector
+# and the client compiler only (three JVMs share two cores; a broker on
+# loopback at a few thousand messages a second needs no more).
+kafka_node_jvm=(-Xms128m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1)
+
+knode_check() {
+	[[ ${1:-} =~ ^[123]$ ]] || die "no Kafka node '${1:-}': the nodes are 1, 2 and 3"
+}
+
+knode_dir() { echo "$stack_dir/kafka$1"; }
+
+knode_ports() {
+	local n
+	for n in 1 2 3; do
+		if [[ -z $(state_get "kafka${n}_port") ]]; then
+			state_set "kafka${n}_port" "$(free_port)"
+			state_set "kafka${n}_controller_port" "$(free_port)"
+		fi
+	done
+}
+
+knode_brokers() {
+	echo "127.0.0.1:$(state_get kafka1_port),127.0.0.1:$(state_get kafka2_port),127.0.0.1:$(state_get kafka3_port)"
+}
+
+# Start node $1 in the background (its properties written again), unless it runs.
+knode_launch() {
+	local n="$1" dir port cport voters cluster
+	dir="$(knode_dir "$n")"
+	alive "$dir/pid" && return 0
+	port="$(state_get "kafka${n}_port")"
+	cport="$(state_get "kafka${n}_controller_port")"
+	voters="1@127.0.0.1:$(state_get kafka1_controller_port),2@127.0.0.1:$(state_get kafka2_controller_port),3@127.0.0.1:$(state_get kafka3_controller_port)"
+	cluster="$(state_get kafka_cluster_id)"
+	mkdir -p "$dir/data"
+	cat >"$dir/server.properties" <<-PROPS
+		node.id=$n
+		process.roles=broker,controller
+		listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+		advertised.listeners=PLAINTEXT://127.0.0.1:$port
+		controller.quorum.voters=$voters
+		controller.listener.names=CONTROLLER
+		inter.broker.listener.name=PLAINTEXT
+		listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+		log.dirs=$dir/data
+		num.partitions=4
+		default.replication.factor=3
+		min.insync.replicas=2
+		unclean.leader.election.enable=false
+		offsets.topic.replication.factor=3
+		offsets.topic.num.partitions=4
+		transaction.state.log.replication.factor=3
+		transaction.state.log.min.isr=2
+		group.initial.rebalance.delay.ms=0
+		auto.create.topics.enable=false
+	PROPS
+	kafka_launch "$dir" "$cluster" "${kafka_node_jvm[@]}"
+}
+
+# Every node registered with the controllers (bounded: 90 s).
+kafka_cluster_wait() {
+	local brokers
+	brokers="$(knode_brokers)"
+	for _ in $(seq 1 180); do
+		if kcat -b "$brokers" -L -m 2 2>/dev/null | grep -q '^ 3 brokers:'; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	die "the Kafka cluster did not show 3 brokers within 90 s"
+}
+
+# Every node knows each of the topics named, all their replicas in sync
+# (bounded: 60 s). A node learns a new topic from the controllers' log a
+# moment after the one that created it: a client that asked it first would
+# be told the topic does not exist.
+kafka_cluster_wait_topics() {
+	local n port out topic ok
+	for _ in $(seq 1 120); do
+		ok=1
+		for n in 1 2 3; do
+			port="$(state_get "kafka${n}_port")"
+			out="$(kcat -b "127.0.0.1:$port" -L -m 2 2>/dev/null)" || { ok=0; break; }
+			grep -q "from broker $n:" <<<"$out" || { ok=0; break; }
+			for topic in "$@"; do
+				grep -q "topic \"$topic\" with" <<<"$out" || ok=0
+			done
+			# A partition whose in-sync replicas are fewer than three.
+			grep -E 'isrs: [0-9]+(,[0-9]+)?$' <<<"$out" >/dev/null && ok=0
+		done
+		[[ $ok == 1 ]] && return 0
+		sleep 0.5
+	done
+	die "not every Kafka node knows the topics $* within 60 s"
+}
+
+kafka_cluster_start() {
+	local n
+	kafka_libs_check
+	knode_ports
+	if [[ -z $(state_get kafka_cluster_id) ]]; then
+		state_set kafka_cluster_id "$(kafka_random_uuid)"
+	fi
+	# All three first: none answers before two controllers have a leader.
+	for n in 1 2 3; do knode_launch "$n"; done
+	for n in 1 2 3; do
+		kafka_wait_ready "$(knode_dir "$n")" "$(state_get "kafka${n}_port")" 120
+	done
+	kafka_cluster_wait
+	TICKETD_BROKERS="$(knode_brokers)"
+}
+
+knode_start() {
+	knode_check "$1"
+	knode_launch "$1"
+	kafka_wait_ready "$(knode_dir "$1")" "$(state_get "kafka${1}_port")" 120
+}
+
+knode_kill() {
+	local dir pid
+	knode_check "$1"
+	dir="$(knode_dir "$1")"
+	alive "$dir/pid" || return 0
+	pid="$(cat "$dir/pid")"
+	kill -KILL "$pid" 2>/dev/null || true
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	rm -f "$dir/pid"
+}
+
+knode_stop() {
+	knode_check "$1"
+	kafka_stop_dir "$(knode_dir "$1")"
+}
+
+kafka_cluster_stop() {
+	local n
+	for n in 1 2 3; do kafka_stop_dir "$(knode_dir "$n")"; done
+}
+
+# PostgreSQL nodes 1 and 2.
+pnode_check() {
+	[[ ${1:-} =~ ^[12]$ ]] || die "no PostgreSQL node '${1:-}': the nodes are 1 and 2"
+}
+
+pnode_dir() { if [[ $1 == 1 ]]; then echo "$stack_dir/pg"; else echo "$stack_dir/pg$1"; fi; }
+pnode_port() { if [[ $1 == 1 ]]; then state_get pg_port; else state_get "pg$1_port"; fi; }
+pnode_other() { echo $((3 - $1)); }
+pg_primary() { local p; p="$(state_get pg_primary)"; echo "${p:-1}"; }
+pg_standby() { pnode_other "$(pg_primary)"; }
+
+pnode_running() {
+	local pid_file
+	pid_file="$(pnode_dir "$1")/data/postmaster.pid"
+	[[ -f $pid_file ]] && kill -0 "$(head -n 1 "$pid_file")" 2>/dev/null
+}
+
+# psql as postgres on node $1.
+pnode_psql() {
+	local n="$1"
+	shift
+	psql -h 127.0.0.1 -p "$(pnode_port "$n")" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA "$@"
+}
+
+# Appended to the first server's postgresql.conf at initdb (the standby
+# copies it): what streaming replication and pg_rewind need.
+replicated_pg_conf() {
+	cat >>"$1/postgresql.conf" <<-CONF
+		wal_level = replica
+		max_wal_senders = 10
+		hot_standby = on
+		# pg_rewind (pg-rejoin) needs every page change logged once.
+		wal_log_hints = on
+		# WAL kept for a standby that falls behind or an old primary that
+		# rejoins, without a replication slot that would fill the disk.
+		wal_keep_size = 256MB
+	CONF
+}
+
+pnode_start() {
+	local n="$1" dir port
+	dir="$(pnode_dir "$n")"
+	pnode_running "$n" && return 0
+	[[ $n == 1 ]] && pg_init
+	port="$(pnode_port "$n")"
+	mkdir -p "$dir/sock"
+	[[ $(id -u) -eq 0 ]] && chown postgres: "$dir/sock"
+	as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+		-o "-c port=$port -c unix_socket_directories=$dir/sock" start >/dev/null ||
+		{ tail -n 30 "$dir/log" >&2; die "PostgreSQL node $n did not start"; }
+}
+
+pnode_stop() {
+	local dir
+	dir="$(pnode_dir "$1")"
+	[[ -f $dir/data/postmaster.pid ]] || return 0
+	as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# Make node $1 a standby of node $2 (its data already a copy: a base backup
+# or a rewind): no synchronous standby of its own (were it promoted, its
+# commits would wait for a standby that is not there), streaming from $2
+# under its own application_name, which $2's synchronous_standby_names
+# names.
+pnode_configure_standby() {
+	local n="$1" from="$2" dir auto
+	dir="$(pnode_dir "$n")"
+	auto="$dir/data/postgresql.auto.conf"
+	touch "$auto"
+	sed -i -e '/^synchronous_standby_names/d' -e '/^primary_conninfo/d' "$auto"
+	echo "primary_conninfo = 'host=127.0.0.1 port=$(pnode_port "$from") user=postgres application_name=pg$n'" >>"$auto"
+	touch "$dir/data/standby.signal"
+	[[ $(id -u) -eq 0 ]] && chown postgres: "$auto" "$dir/data/standby.signal"
+	return 0
+}
+
+# Node $1 streams from the primary (bounded: 60 s).
+pg_wait_streaming() {
+	local n="$1" primary
+	primary="$(pg_primary)"
+	for _ in $(seq 1 120); do
+		if [[ $(pnode_psql "$primary" -c "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg$n' AND state = 'streaming'" 2>/dev/null) == 1 ]]; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	die "PostgreSQL node $n does not stream from node $primary within 60 s"
+}
+
+# A new standby (node 2) from a base backup of the primary.
+pg_make_standby() {
+	local n="$1" dir port
+	dir="$(pnode_dir "$n")"
+	port="$(state_get "pg${n}_port")"
+	if [[ -z $port ]]; then
+		state_set "pg${n}_port" "$(free_port)"
+	fi
+	rm -rf "$dir/data"
+	mkdir -p "$dir/data"
+	chmod 700 "$dir/data"
+	[[ $(id -u) -eq 0 ]] && chown -R postgres: "$dir"
+	as_pg "$(pg_bin)/pg_basebackup" -h 127.0.0.1 -p "$(pnode_port "$(pg_primary)")" -U postgres \
+		-D "$dir/data" -X stream -c fast >"$dir/basebackup.log" 2>&1 ||
+		{ cat "$dir/basebackup.log" >&2; die "pg_basebackup for node $n failed"; }
+	pnode_configure_standby "$n" "$(pg_primary)"
+	pnode_start "$n"
+	pg_wait_streaming "$n"
+}
+
+# synchronous_standby_names on the primary: the standby's name (on), or
+# empty (off: commits return before the standby has them). Kept in the
+# state, so that a promoted node takes the same mode when a standby joins it.
+pg_sync() {
+	local mode="${1:-}" primary name=""
+	[[ $mode == on || $mode == off ]] || die "usage: stack.sh pg-sync on|off"
+	replicated || die "pg-sync: not a replicated stack (TICKETD_STACK_REPLICATED=1)"
+	primary="$(pg_primary)"
+	[[ $mode == on ]] && name="pg$(pnode_other "$primary")"
+	pnode_psql "$primary" -c "ALTER SYSTEM SET synchronous_standby_names = '$name'" >/dev/null &&
+		pnode_psql "$primary" -c "SELECT pg_reload_conf()" >/dev/null ||
+		die "cannot set synchronous_standby_names on node $primary"
+	state_set pg_sync "$([[ $mode == on ]] && echo 1 || echo 0)"
+	[[ $mode == on ]] || return 0
+	pnode_running "$(pnode_other "$primary")" || return 0
+	for _ in $(seq 1 120); do
+		if [[ $(pnode_psql "$primary" -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = '$name'" 2>/dev/null) == sync ]]; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	die "node $(pnode_other "$primary") is not a synchronous standby within 60 s"
+}
+
+pg_sync_wanted() { [[ $(state_get pg_sync) != 0 ]]; }
+
+# The primary (made once: initdb, role, database), then the standby (made
+# once from a base backup), synchronous unless pg-sync off said otherwise.
+pg_replicated_up() {
+	local primary
+	primary="$(pg_primary)"
+	pnode_start "$primary"
+	pg_setup "$(pnode_port "$primary")"
+	if [[ -f $(pnode_dir "$(pg_standby)")/data/PG_VERSION ]]; then
+		pnode_start "$(pg_standby)"
+	else
+		pg_make_standby "$(pg_standby)"
+	fi
+	if pg_sync_wanted; then pg_sync on; else pg_sync off; fi
+	TICKETD_PG="$(pg_conninfo_all)"
+}
+
+# Both nodes in one libpq conninfo: libpq tries them in order and keeps the
+# one that takes writes, so a client finds the primary without being told.
+pg_conninfo_all() {
+	echo "host=127.0.0.1,127.0.0.1 port=$(pnode_port 1),$(pnode_port 2) dbname=ticketd user=ticketd target_session_attrs=read-write"
+}
+
+pg_start_all() {
+	pnode_start "$(pg_primary)"
+	pnode_start "$(pg_standby)"
+}
+
+pg_stop_all() {
+	pnode_stop "$(pg_primary)"
+	pnode_stop "$(pg_standby)"
+}
+
+# kill -9 the primary's postmaster and every process of its server at once,
+# as a machine that dies would (the postmaster alone would leave its
+# backends to notice).
+pg_kill_primary() {
+	local primary dir pid pids
+	replicated || die "pg-kill-primary: not a replicated stack (TICKETD_STACK_REPLICATED=1)"
+	primary="$(pg_primary)"
+	dir="$(pnode_dir "$primary")"
+	pnode_running "$primary" || die "the primary (node $primary) does not run"
+	pid="$(head -n 1 "$dir/data/postmaster.pid")"
+	mapfile -t pids < <(ps -o pid= --ppid "$pid")
+	kill -KILL "$pid" "${pids[@]}" 2>/dev/null || true
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	say "killed PostgreSQL node $primary (pid $pid and ${#pids[@]} children)"
+}
+
+# Promote the standby. Refused while the primary runs: two servers that
+# take writes would split the data.
+pg_promote() {
+	local primary standby
+	replicated || die "pg-promote: not a replicated stack (TICKETD_STACK_REPLICATED=1)"
+	primary="$(pg_primary)"
+	standby="$(pg_standby)"
+	pnode_running "$primary" &&
+		die "the primary (node $primary) still runs: pg-kill-primary or pg-stop it first"
+	as_pg "$(pg_bin)/pg_ctl" -D "$(pnode_dir "$standby")/data" -w -t 60 promote >/dev/null ||
+		die "promoting node $standby failed"
+	for _ in $(seq 1 120); do
+		if [[ $(pnode_psql "$standby" -c "SELECT pg_is_in_recovery()" 2>/dev/null) == f ]]; then
+			state_set pg_primary "$standby"
+			say "node $standby is the primary"
+			return 0
+		fi
+		sleep 0.5
+	done
+	die "node $standby still in recovery 60 s after promotion"
+}
+
+# The old primary back, as a standby of the new one: pg_rewind first takes
+# back whatever it wrote that the new primary never had (commits that were
+# never acknowledged), then it streams, and is made synchronous again
+# unless pg-sync off was said.
+pg_rejoin() {
+	local primary old dir log
+	replicated || die "pg-rejoin: not a replicated stack (TICKETD_STACK_REPLICATED=1)"
+	primary="$(pg_primary)"
+	old="$(pnode_other "$primary")"
+	dir="$(pnode_dir "$old")"
+	pnode_running "$old" && die "node $old runs already"
+	log="$dir/rewind.log"
+	# A just-promoted server writes its new timeline into its control
+	# file at the next checkpoint; before that, pg_rewind sees one
+	# timeline and finds nothing to rewind.
+	pnode_psql "$primary" -c "CHECKPOINT" >/dev/null || die "CHECKPOINT on node $primary failed"
+	as_pg "$(pg_bin)/pg_rewind" -D "$dir/data" \
+		--source-server="host=127.0.0.1 port=$(pnode_port "$primary") user=postgres dbname=postgres" \
+		>"$log" 2>&1 || { cat "$log" >&2; die "pg_rewind of node $old failed"; }
+	pnode_configure_standby "$old" "$primary"
+	pnode_start "$old"
+	pg_wait_streaming "$old"
+	if pg_sync_wanted; then pg_sync on; fi
+	say "node $old streams from node $primary"
+}
+
+pg_standby_stop() {
+	replicated || die "pg-standby-stop: not a replicated stack (TICKETD_STACK_REPLICATED=1)"
+	pnode_stop "$(pg_standby)"
+}
+
+pg_standby_start() {
+	replicated || die "pg-standby-start: not a replicated stack (TICKETD_STACK_REPLICATED=1)"
+	pnode_start "$(pg_standby)"
+	pg_wait_streaming "$(pg_standby)"
+}
+
+replicated_env() {
+	cat <<-ENV
+		export STACK_REPLICATED='1'
+		export TICKETD_BROKERS='$TICKETD_BROKERS'
+		export TICKETD_PG='$(pg_conninfo_all)'
+		export STACK_PG_NODE1='host=127.0.0.1 port=$(pnode_port 1) dbname=ticketd user=ticketd'
+		export STACK_PG_NODE2='host=127.0.0.1 port=$(pnode_port 2) dbname=ticketd user=ticketd'
+		export STACK_PG_READS='host=127.0.0.1,127.0.0.1 port=$(pnode_port 1),$(pnode_port 2) dbname=ticketd user=ticketd target_session_attrs=prefer-standby'
+	ENV
+}
+
+replicated_status() {
+	local n role
+	for n in 1 2; do
+		role=standby
+		[[ $n == "$(pg_primary)" ]] && role=primary
+		if pnode_running "$n"; then
+			say "PostgreSQL node $n ($role) up on 127.0.0.1:$(pnode_port "$n")"
+		else
+			say "PostgreSQL node $n ($role) down"
+		fi
+	done
+	say "PostgreSQL replication: $(pg_sync_wanted && echo synchronous || echo asynchronous)"
+	for n in 1 2 3; do
+		if alive "$(knode_dir "$n")/pid"; then
+			say "Kafka node $n up on 127.0.0.1:$(state_get "kafka${n}_port") (pid $(cat "$(knode_dir "$n")/pid"))"
+		else
+			say "Kafka node $n down"
+		fi
+	done
+}
+
 # ---------------------------------------------------------------- commands
 
 write_env() {
@@ -418,6 +913,8 @@ write_env() {
 		echo "# Written by scripts/stack.sh up: source it to reach the local stack."
 		if secure; then
 			secure_env
+		elif replicated; then
+			replicated_env
 		else
 			echo "export TICKETD_BROKERS='$TICKETD_BROKERS'"
 			echo "export TICKETD_PG='$TICKETD_PG'"
@@ -433,18 +930,33 @@ write_env() {
 up() {
 	[[ ${STACK_SKIP_DEPS:-} == 1 ]] || "$repo/scripts/deps.sh"
 	local own_pg=0 own_kafka=0 want="${TICKETD_STACK_SECURE:-0}"
+	local want_rep="${TICKETD_STACK_REPLICATED:-0}"
 	[[ $want == 0 || $want == 1 ]] || die "TICKETD_STACK_SECURE must be 0 or 1, not '$want'"
+	[[ $want_rep == 0 || $want_rep == 1 ]] ||
+		die "TICKETD_STACK_REPLICATED must be 0 or 1, not '$want_rep'"
 	if [[ -f $stack_dir/ports ]]; then
-		local have
+		local have have_rep
 		have="$(state_get secure)"
+		have_rep="$(state_get replicated)"
 		[[ $want == "${have:-0}" ]] ||
 			die "this stack was made with TICKETD_STACK_SECURE=${have:-0}: run scripts/stack.sh down first to change it"
-	elif [[ $want == 1 ]]; then
-		[[ -z ${TICKETD_PG:-}${TICKETD_BROKERS:-} ]] ||
-			die "TICKETD_STACK_SECURE=1 secures the stack's own services: unset TICKETD_PG and TICKETD_BROKERS"
-		state_set secure 1
+		[[ $want_rep == "${have_rep:-0}" ]] ||
+			die "this stack was made with TICKETD_STACK_REPLICATED=${have_rep:-0}: run scripts/stack.sh down first to change it"
+	else
+		[[ $want == 1 && $want_rep == 1 ]] &&
+			die "TICKETD_STACK_SECURE=1 and TICKETD_STACK_REPLICATED=1 are not made together: choose one"
+		if [[ $want == 1 || $want_rep == 1 ]]; then
+			[[ -z ${TICKETD_PG:-}${TICKETD_BROKERS:-} ]] ||
+				die "TICKETD_STACK_SECURE=1 and TICKETD_STACK_REPLICATED=1 make the stack's own services: unset TICKETD_PG and TICKETD_BROKERS"
+		fi
+		[[ $want == 1 ]] && state_set secure 1
+		[[ $want_rep == 1 ]] && state_set replicated 1
 	fi
 	if secure; then tls_make; fi
+	if replicated; then
+		replicated_up
+		return
+	fi
 	if [[ -z ${TICKETD_PG:-} ]]; then
 		own_pg=1
 		pg_start
@@ -476,6 +988,17 @@ up() {
 	say "addresses in $env_file"
 }
 
+replicated_up() {
+	pg_replicated_up
+	apply_schema
+	kafka_cluster_start
+	create_topics
+	write_env
+	say "PostgreSQL node $(pg_primary) primary, node $(pg_standby) $(pg_sync_wanted && echo synchronous || echo asynchronous) standby: $TICKETD_PG"
+	say "Kafka 3 nodes $TICKETD_BROKERS, replication factor 3, min.insync.replicas=2, topics $request_topic, $reply_topic, $dlq_topic, $availability_topic"
+	say "addresses in $env_file"
+}
+
 down() {
 	local pid_file pid
 	for pid_file in "$stack_dir"/*.pid; do
@@ -490,28 +1013,33 @@ down() {
 		fi
 		rm -f "$pid_file"
 	done
-	kafka_stop
+	if replicated; then kafka_cluster_stop; else kafka_stop; fi
 	pg_stop
 	if [[ ${KEEP_STATE:-} != 1 ]]; then
 		rm -rf "$stack_dir/pg" "$stack_dir/kafka" "$stack_dir/ports" "$env_file" \
-			"$tls_dir" "$secrets_dir"
+			"$tls_dir" "$secrets_dir" "$stack_dir/pg2" "$stack_dir/kafka1" \
+			"$stack_dir/kafka2" "$stack_dir/kafka3"
 	fi
 	say "stopped"
 }
 
 status() {
 	local port
-	port="$(state_get pg_port)"
-	if [[ -n $port ]] && pg_isready -h 127.0.0.1 -p "$port" >/dev/null 2>&1; then
-		say "PostgreSQL up on 127.0.0.1:$port"
+	if replicated; then
+		replicated_status
 	else
-		say "PostgreSQL down"
-	fi
-	if alive "$stack_dir/kafka/pid"; then
-		say "Kafka up on 127.0.0.1:$(state_get kafka_port) (pid $(cat "$stack_dir/kafka/pid"))"
-		if secure; then say "Kafka SASL_SSL on 127.0.0.1:$(state_get kafka_sasl_port)"; fi
-	else
-		say "Kafka down"
+		port="$(state_get pg_port)"
+		if [[ -n $port ]] && pg_isready -h 127.0.0.1 -p "$port" >/dev/null 2>&1; then
+			say "PostgreSQL up on 127.0.0.1:$port"
+		else
+			say "PostgreSQL down"
+		fi
+		if alive "$stack_dir/kafka/pid"; then
+			say "Kafka up on 127.0.0.1:$(state_get kafka_port) (pid $(cat "$stack_dir/kafka/pid"))"
+			if secure; then say "Kafka SASL_SSL on 127.0.0.1:$(state_get kafka_sasl_port)"; fi
+		else
+			say "Kafka down"
+		fi
 	fi
 	for pid_file in "$stack_dir"/*.pid; do
 		[[ -f $pid_file ]] || continue
@@ -520,13 +1048,61 @@ status() {
 	return 0
 }
 
+# kafka-stop / kafka-start: the one broker; on a replicated stack node N,
+# or every node when N is not given.
+kafka_command() {
+	local what="$1" n="${2:-}"
+	if ! replicated; then
+		[[ -z $n ]] || die "kafka-$what $n: a single-node stack has no node numbers"
+		[[ $what == kill ]] && die "kafka-kill: only on a replicated stack (TICKETD_STACK_REPLICATED=1)"
+		if [[ $what == stop ]]; then kafka_stop; else kafka_start; fi
+		return
+	fi
+	if [[ -z $n ]]; then
+		[[ $what == start ]] && { kafka_cluster_start; return; }
+		[[ $what == stop ]] && { kafka_cluster_stop; return; }
+		die "usage: stack.sh kafka-kill N (N = 1, 2 or 3)"
+	fi
+	case "$what" in
+	stop) knode_stop "$n" ;;
+	start) knode_start "$n" ;;
+	kill) knode_kill "$n" ;;
+	esac
+}
+
+usage() {
+	cat >&2 <<-USAGE
+		usage: stack.sh COMMAND
+		  up | down | status
+		  pg-stop | pg-start            every PostgreSQL server, same ports and data
+		  kafka-stop [N] | kafka-start [N]
+		                                the broker (replicated: node N, or all)
+		replicated stack only (TICKETD_STACK_REPLICATED=1):
+		  kafka-kill N                  kill -9 Kafka node N (1, 2 or 3)
+		  pg-kill-primary               kill -9 the PostgreSQL primary and its processes
+		  pg-promote                    promote the standby (the primary must be down)
+		  pg-rejoin | pg-start-old-primary
+		                                rewind the old primary, start it as the standby
+		  pg-sync on|off                the standby synchronous (default) or not
+		  pg-standby-stop | pg-standby-start
+	USAGE
+	exit 1
+}
+
 case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
 pg-stop) pg_stop ;;
 pg-start) pg_start ;;
-kafka-stop) kafka_stop ;;
-kafka-start) kafka_start ;;
-*) die "usage: stack.sh up|down|status|pg-stop|pg-start|kafka-stop|kafka-start" ;;
+kafka-stop) kafka_command stop "${2:-}" ;;
+kafka-start) kafka_command start "${2:-}" ;;
+kafka-kill) kafka_command kill "${2:-}" ;;
+pg-kill-primary) pg_kill_primary ;;
+pg-promote) pg_promote ;;
+pg-rejoin | pg-start-old-primary) pg_rejoin ;;
+pg-sync) pg_sync "${2:-}" ;;
+pg-standby-stop) pg_standby_stop ;;
+pg-standby-start) pg_standby_start ;;
+*) usage ;;
 esac

@@ -69,6 +69,7 @@ static const struct setting settings[] = {
 
     STR(pg_conninfo, "dbname=ticketd"),
     STR(pg_passfile, ""),
+    STR(http_pg_conninfo, ""),
 
     INT(workers, 4, 1, 64),
     INT(batch_max, 500, 1, 10000),
@@ -520,6 +521,11 @@ int config_load(struct config *cfg, const char *path, char *errstr,
 		return -1;
 	if (load_environment(cfg, errstr, errstr_size) != 0)
 		return -1;
+	/* The query endpoint reads where the workers write unless told. */
+	if (!cfg->http_pg_conninfo[0] &&
+	    set_string(&cfg->http_pg_conninfo, cfg->pg_conninfo, errstr,
+		       errstr_size) != 0)
+		return -1;
 	if (validate(cfg, errstr, errstr_size) != 0)
 		return -1;
 	return load_secrets(cfg, errstr, errstr_size);
@@ -549,8 +555,9 @@ void config_print(const struct config *cfg)
 		const struct setting *s = &settings[i];
 
 		if (s->type == SETTING_STRING &&
-		    s->offset == offsetof(struct config, pg_conninfo)) {
-			char *shown = secret_mask_conninfo(c->pg_conninfo);
+		    (s->offset == offsetof(struct config, pg_conninfo) ||
+		     s->offset == offsetof(struct config, http_pg_conninfo))) {
+			char *shown = secret_mask_conninfo(*string_at(c, s));
 
 			printf("%s = \"%s\"\n", s->name,
 			       shown ? shown : SECRET_MASK);

@@ -35,6 +35,9 @@ struct config {
 	/* PostgreSQL */
 	char *pg_conninfo;
 	char *pg_passfile;
+	/* The query endpoint's reads but GET /requests/{id}: pg_conninfo
+	 * unless set (may be a standby, behind the primary). */
+	char *http_pg_conninfo;
 
 	/* Workers */
 	int workers;

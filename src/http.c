@@ -3,9 +3,11 @@
  * holds, stored request outcomes, health, readiness and metrics.
  *
  * It has its own small pool of PostgreSQL connections, so that a slow
- * query never takes a worker's. Every query is parameterised and every
- * page size capped; libmicrohttpd's memory limit refuses oversized request
- * heads and the URL length is checked before routing.
+ * query never takes a worker's; with http_pg_conninfo naming another
+ * database (a standby) two: the views read there, stored request outcomes
+ * on the workers' database (the primary). Every query is parameterised and
+ * every page size capped; libmicrohttpd's memory limit refuses oversized
+ * request heads and the URL length is checked before routing.
  */
 #include "http.h"
 
@@ -15,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pgcheck.h"
+#include "replica.h"
 #include "route.h"
 #include "views.h"
 #include "worker.h"
@@ -42,6 +45,16 @@
  * server 50 ms away takes about 7 round trips. */
 #define HTTP_READYZ_DB_MS 500
 
+/* A few PostgreSQL connections the endpoint's threads share. */
+struct http_pool {
+	pthread_mutex_t lock; /* guards idle */
+	pthread_cond_t returned;
+	struct pg **idle; /* connections not in use */
+	int idle_count;
+	int pg_count;
+	int made; /* lock and returned initialised */
+};
+
 struct http_server {
 	const struct config *cfg;
 	struct metrics *metrics;
@@ -51,39 +64,75 @@ struct http_server {
 	int port;
 	struct cache *cache; /* NULL with http_cache_ms = 0 */
 
-	pthread_mutex_t lock; /* guards idle */
-	pthread_cond_t returned;
-	struct pg **idle; /* connections not in use */
-	int idle_count;
-	int pg_count;
+	/* The views' connections (http_pg_conninfo), and the primary's for
+	 * GET /requests/{id} (pg_conninfo): the same pool when both name
+	 * one database. */
+	struct http_pool reads;
+	struct http_pool primary_pool;
+	struct http_pool *requests;
+	struct replica *replica; /* the standby's lag; NULL: not sampled */
 };
 
 /* ----------------------------------------------------- connection pool */
 
-static struct pg *pool_take(struct http_server *http)
+/* size connections for conninfo, not yet connected. 0, or -1 when out of
+ * memory (http_pool_free then frees what was made). */
+static int http_pool_make(struct http_pool *hp, const char *conninfo, int size)
+{
+	pthread_mutex_init(&hp->lock, NULL);
+	pthread_cond_init(&hp->returned, NULL);
+	hp->made = 1;
+	hp->idle = calloc((size_t)size, sizeof(*hp->idle));
+	if (!hp->idle)
+		return -1;
+	for (int i = 0; i < size; i++) {
+		struct pg *pg = views_pg_new(conninfo);
+
+		if (!pg)
+			return -1;
+		hp->idle[hp->idle_count++] = pg;
+		hp->pg_count++;
+	}
+	return 0;
+}
+
+/* Free the pool's connections (all returned by now). */
+static void http_pool_free(struct http_pool *hp)
+{
+	for (int i = 0; i < hp->idle_count; i++)
+		pg_free(hp->idle[i]);
+	free(hp->idle);
+	if (hp->made) {
+		pthread_mutex_destroy(&hp->lock);
+		pthread_cond_destroy(&hp->returned);
+	}
+	memset(hp, 0, sizeof(*hp));
+}
+
+static struct pg *pool_take(struct http_pool *hp)
 {
 	struct timespec deadline;
 	struct pg *pg = NULL;
 
 	clock_deadline_in(&deadline, HTTP_POOL_WAIT_MS);
-	pthread_mutex_lock(&http->lock);
-	while (http->idle_count == 0) {
-		if (pthread_cond_timedwait(&http->returned, &http->lock,
+	pthread_mutex_lock(&hp->lock);
+	while (hp->idle_count == 0) {
+		if (pthread_cond_timedwait(&hp->returned, &hp->lock,
 					   &deadline) == ETIMEDOUT)
 			break;
 	}
-	if (http->idle_count > 0)
-		pg = http->idle[--http->idle_count];
-	pthread_mutex_unlock(&http->lock);
+	if (hp->idle_count > 0)
+		pg = hp->idle[--hp->idle_count];
+	pthread_mutex_unlock(&hp->lock);
 	return pg;
 }
 
-static void pool_give(struct http_server *http, struct pg *pg)
+static void pool_give(struct http_pool *hp, struct pg *pg)
 {
-	pthread_mutex_lock(&http->lock);
-	http->idle[http->idle_count++] = pg;
-	pthread_cond_signal(&http->returned);
-	pthread_mutex_unlock(&http->lock);
+	pthread_mutex_lock(&hp->lock);
+	hp->idle[hp->idle_count++] = pg;
+	pthread_cond_signal(&hp->returned);
+	pthread_mutex_unlock(&hp->lock);
 }
 
 /* ------------------------------------------------------------ answers */
@@ -149,7 +198,11 @@ static int view_answer(struct http_server *http, enum view view,
 		       const char *const *params, const char *not_found,
 		       unsigned *status, char **body)
 {
-	struct pg *pg = pool_take(http);
+	/* A stored outcome is read on the primary: a client that missed
+	 * its reply must find it, however far a standby is behind. */
+	struct http_pool *hp =
+	    view == VIEW_REQUEST ? http->requests : &http->reads;
+	struct pg *pg = pool_take(hp);
 	char errstr[512];
 	char *json = NULL;
 	enum pg_status rc;
@@ -160,7 +213,7 @@ static int view_answer(struct http_server *http, enum view view,
 		return -1;
 	}
 	if (!pg_connected(pg) && pg_connect(pg, errstr, sizeof(errstr)) != 0) {
-		pool_give(http, pg);
+		pool_give(hp, pg);
 		log_debug("http: %s", errstr);
 		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		*body = error_body("DATABASE_UNAVAILABLE",
@@ -173,7 +226,7 @@ static int view_answer(struct http_server *http, enum view view,
 	if (rc == PG_DISCONNECTED &&
 	    pg_connect(pg, errstr, sizeof(errstr)) == 0)
 		rc = views_run(pg, view, params, &json, errstr, sizeof(errstr));
-	pool_give(http, pg);
+	pool_give(hp, pg);
 	if (rc == PG_DISCONNECTED) {
 		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		*body = error_body("DATABASE_UNAVAILABLE",
@@ -461,7 +514,11 @@ static enum MHD_Result serve_readyz(struct http_server *http,
 	int database = db == PGCHECK_OK;
 	char *reason = readyz_reason(db, errstr);
 	char *body = NULL;
+	char server[160];
 	int rc;
+
+	/* The primary the workers found: after a failover, the new one. */
+	metrics_db_server(http->metrics, server, sizeof(server));
 
 	if (!database)
 		log_debug("readyz: %s", errstr);
@@ -470,12 +527,14 @@ static enum MHD_Result serve_readyz(struct http_server *http,
 	rc = asprintf(
 	    &body,
 	    "{\"status\":\"%s\",\"database\":\"%s\"%s,\"workers\":\"%s\","
-	    "\"consumer\":\"%s\",\"assigned_partitions\":%d,\"paused\":%s}",
+	    "\"database_server\":\"%s\",\"consumer\":\"%s\","
+	    "\"assigned_partitions\":%d,\"paused\":%s}",
 	    database && consumer && workers ? "ready" : "unavailable",
 	    database		    ? "ok"
 	    : db == PGCHECK_REFUSED ? "refused"
 				    : "down",
-	    reason, workers ? "ok" : "waiting", consumer ? "ok" : "failed",
+	    reason, workers ? "ok" : "waiting", server,
+	    consumer ? "ok" : "failed",
 	    atomic_load(&http->metrics->assigned_partitions),
 	    atomic_load(&http->metrics->consumer_paused) ? "true" : "false");
 	free(reason);
@@ -626,22 +685,22 @@ int http_start(struct http_server **out, const struct config *cfg,
 			 cfg->http_address);
 		goto fail;
 	}
-	pthread_mutex_init(&http->lock, NULL);
-	pthread_cond_init(&http->returned, NULL);
-	http->idle = calloc((size_t)cfg->http_pool_size, sizeof(*http->idle));
-	if (!http->idle) {
+	if (http_pool_make(&http->reads, cfg->http_pg_conninfo,
+			   cfg->http_pool_size) != 0) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	for (int i = 0; i < cfg->http_pool_size; i++) {
-		struct pg *pg = views_pg_new(cfg->pg_conninfo);
-
-		if (!pg) {
+	http->requests = &http->reads;
+	if (strcmp(cfg->http_pg_conninfo, cfg->pg_conninfo) != 0) {
+		if (http_pool_make(&http->primary_pool, cfg->pg_conninfo,
+				   cfg->http_pool_size) != 0) {
 			snprintf(errstr, errstr_size, "out of memory");
 			goto fail;
 		}
-		http->idle[http->idle_count++] = pg;
-		http->pg_count++;
+		http->requests = &http->primary_pool;
+		if (replica_start(&http->replica, cfg->http_pg_conninfo,
+				  metrics, errstr, errstr_size) != 0)
+			goto fail;
 	}
 	if (cfg->http_cache_ms > 0) {
 		http->cache = cache_new(cfg->http_cache_ms, HTTP_CACHE_KEYS);
@@ -695,13 +754,9 @@ void http_stop(struct http_server *http)
 		return;
 	if (http->daemon)
 		MHD_stop_daemon(http->daemon);
-	for (int i = 0; i < http->idle_count; i++)
-		pg_free(http->idle[i]);
-	free(http->idle);
+	replica_stop(http->replica);
+	http_pool_free(&http->reads);
+	http_pool_free(&http->primary_pool);
 	cache_free(http->cache);
-	if (http->pg_count) {
-		pthread_mutex_destroy(&http->lock);
-		pthread_cond_destroy(&http->returned);
-	}
 	free(http);
 }

@@ -211,6 +211,7 @@ int main(int argc, char **argv)
 	availability_stop(av, 2000);
 	consumer_close(consumer, CONSUMER_CLOSE_MS);
 	log_info("ticketd stopped");
+	metrics_destroy(&metrics);
 	config_free(&cfg);
 	return 0;
 }

@@ -24,6 +24,42 @@ void metrics_init(struct metrics *m)
 	m->transaction_seconds.bounds = second_bounds;
 	m->reply_latency_seconds.bounds = second_bounds;
 	atomic_store(&m->consumer_lag, -1);
+	atomic_store(&m->http_db_standby, -1);
+	atomic_store(&m->http_db_lag_us, -1);
+	pthread_mutex_init(&m->server_lock, NULL);
+}
+
+void metrics_destroy(struct metrics *m)
+{
+	pthread_mutex_destroy(&m->server_lock);
+}
+
+int metrics_db_server_set(struct metrics *m, const char *server)
+{
+	int changed;
+
+	char kept[sizeof(m->db_server)];
+
+	/* It becomes a label value: no quote or backslash in it. */
+	snprintf(kept, sizeof(kept), "%s", server);
+	for (char *p = kept; *p; p++) {
+		if (*p == '"' || *p == '\\' || *p == '\n')
+			*p = '_';
+	}
+	pthread_mutex_lock(&m->server_lock);
+	changed = m->db_server[0] && strcmp(m->db_server, kept) != 0;
+	memcpy(m->db_server, kept, sizeof(kept));
+	pthread_mutex_unlock(&m->server_lock);
+	if (changed)
+		atomic_fetch_add(&m->db_server_changes, 1);
+	return changed;
+}
+
+void metrics_db_server(struct metrics *m, char *out, size_t out_size)
+{
+	pthread_mutex_lock(&m->server_lock);
+	snprintf(out, out_size, "%s", m->db_server);
+	pthread_mutex_unlock(&m->server_lock);
 }
 
 void histogram_observe(struct histogram *h, double value)
@@ -84,6 +120,8 @@ static void histogram(struct buf *t, const char *name, const char *help,
 char *metrics_render(struct metrics *m)
 {
 	struct buf t = BUF_INIT;
+	char server[160];
+	long long lag_us;
 
 	buf_printf(&t, "# HELP ticketd_requests_total Requests answered, by "
 		       "type and status.\n"
@@ -121,6 +159,16 @@ char *metrics_render(struct metrics *m)
 	counter(&t, "ticketd_db_reconnects_total",
 		"Worker reconnections to PostgreSQL.",
 		atomic_load(&m->db_reconnects));
+	counter(&t, "ticketd_db_commit_unknown_total",
+		"Batches whose connection was lost while their COMMIT may have "
+		"been under way, run again (their idempotency records say "
+		"whether they had committed).",
+		atomic_load(&m->db_commit_unknown));
+	counter(
+	    &t, "ticketd_db_server_changes_total",
+	    "Worker reconnections that found another PostgreSQL server than "
+	    "the one before (a failover).",
+	    atomic_load(&m->db_server_changes));
 	counter(&t, "ticketd_reply_failures_total",
 		"Reply deliveries that failed and were produced again or "
 		"dead-lettered.",
@@ -176,5 +224,26 @@ char *metrics_render(struct metrics *m)
 	gauge(&t, "ticketd_workers_db_down",
 	      "Workers without a PostgreSQL connection.",
 	      atomic_load(&m->workers_db_down));
+	metrics_db_server(m, server, sizeof(server));
+	if (server[0])
+		buf_printf(&t,
+			   "# HELP ticketd_db_server The PostgreSQL server the "
+			   "workers last connected to (the primary).\n"
+			   "# TYPE ticketd_db_server gauge\n"
+			   "ticketd_db_server{server=\"%s\"} 1\n",
+			   server);
+	gauge(&t, "ticketd_http_db_standby",
+	      "1 when the query endpoint reads from a standby, 0 from a "
+	      "primary, -1 not sampled (http_pg_conninfo is the workers').",
+	      atomic_load(&m->http_db_standby));
+	lag_us = atomic_load(&m->http_db_lag_us);
+	buf_printf(&t,
+		   "# HELP ticketd_http_db_replication_lag_seconds How far the "
+		   "query endpoint's standby is behind the primary (0 on a "
+		   "primary or a standby that has replayed all it received, "
+		   "-1 unknown).\n"
+		   "# TYPE ticketd_http_db_replication_lag_seconds gauge\n"
+		   "ticketd_http_db_replication_lag_seconds %.3f\n",
+		   lag_us < 0 ? -1.0 : (double)lag_us / 1e6);
 	return buf_take(&t);
 }

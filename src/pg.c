@@ -21,6 +21,10 @@ struct pg {
 	const struct pg_statement *statements;
 	size_t statement_count;
 	PGconn *conn;
+	/* The server said it takes no writes: the connection is given up
+	 * (pg_connected() false) so that the next pg_connect looks for the
+	 * primary again. */
+	int read_only;
 };
 
 struct pg *pg_new(const char *conninfo, const struct pg_statement *statements,
@@ -52,7 +56,21 @@ void pg_free(struct pg *pg)
 
 int pg_connected(const struct pg *pg)
 {
-	return pg->conn && PQstatus(pg->conn) == CONNECTION_OK;
+	return pg->conn && !pg->read_only &&
+	       PQstatus(pg->conn) == CONNECTION_OK;
+}
+
+int pg_server(const struct pg *pg, char *out, size_t out_size)
+{
+	const char *host, *port;
+
+	if (!pg_connected(pg))
+		return -1;
+	host = PQhost(pg->conn);
+	port = PQport(pg->conn);
+	snprintf(out, out_size, "%s:%s", host && *host ? host : "local",
+		 port && *port ? port : "5432");
+	return 0;
 }
 
 void pg_drop(struct pg *pg)
@@ -69,17 +87,37 @@ static void one_line(char *s)
 
 int pg_connect(struct pg *pg, char *errstr, size_t errstr_size)
 {
-	/* connect_timeout first, so that one in conninfo wins: a database
-	 * that does not answer must not hang a worker. The version in the
-	 * session's name tells a migration which ticketds still run. */
-	const char *const keywords[] = {"connect_timeout", "dbname",
-					"application_name", NULL};
-	const char *const values[] = {"5", pg->conninfo,
-				      "ticketd/" TICKETD_VERSION, NULL};
+	/*
+	 * connect_timeout and the TCP settings first, so that those in
+	 * conninfo win: a database that does not answer must not hang a
+	 * worker. A primary whose machine dies sends nothing more, not even a
+	 * reset: without keepalives and a bound on unacknowledged data, a
+	 * worker would wait on its connection for the kernel's retransmission
+	 * timeout (a quarter of an hour) before it looked for the new
+	 * primary. Neither bounds a statement that waits on the server (a
+	 * lock, a synchronous standby): that connection stays answered. The
+	 * version in the session's name tells a migration which ticketds
+	 * still run.
+	 */
+	const char *const keywords[] = {"connect_timeout",
+					"keepalives",
+					"keepalives_idle",
+					"keepalives_interval",
+					"keepalives_count",
+					"tcp_user_timeout",
+					"dbname",
+					"application_name",
+					NULL};
+	const char *const values[] = {"5",	    "1",
+				      "10",	    "5",
+				      "3",	    PG_TCP_USER_TIMEOUT_MS,
+				      pg->conninfo, "ticketd/" TICKETD_VERSION,
+				      NULL};
 	PGresult *res;
 
 	if (pg->conn)
 		PQfinish(pg->conn);
+	pg->read_only = 0;
 	pg->conn = PQconnectdbParams(keywords, values, 1);
 	if (PQstatus(pg->conn) != CONNECTION_OK) {
 		snprintf(errstr, errstr_size,
@@ -147,6 +185,13 @@ static enum pg_status classify(struct pg *pg, PGresult *res, const char *what,
 	if (PQstatus(pg->conn) != CONNECTION_OK || !sqlstate ||
 	    strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0)
 		return PG_DISCONNECTED;
+	/* A read-only server (a standby, or a primary being demoted): not a
+	 * refusal of the requests; the caller drops the connection and
+	 * looks for the primary through the conninfo again. */
+	if (strcmp(sqlstate, "25006") == 0) {
+		pg->read_only = 1;
+		return PG_DISCONNECTED;
+	}
 	if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 ||
 	    strcmp(sqlstate, "23505") == 0 || strcmp(sqlstate, "55P03") == 0)
 		return PG_RETRY;

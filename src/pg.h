@@ -11,11 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* tcp_user_timeout of every connection unless conninfo says otherwise: how
+ * long data sent may go unacknowledged before the connection counts as
+ * gone (pg_connect says why). */
+#define PG_TCP_USER_TIMEOUT_MS "30000"
+
 /* What a failed step means for the work that ran it. */
 enum pg_status {
 	PG_OK = 0,
 	PG_RETRY,	 /* serialization failure, deadlock, key race: again */
-	PG_DISCONNECTED, /* the connection is gone: reconnect, again */
+	PG_DISCONNECTED, /* the connection is gone, or the server takes no
+			  * writes (a standby): reconnect, again */
 	PG_REFUSED,	 /* the database refused something the work asked */
 	PG_TOO_BIG,	 /* out of a server resource (SQLSTATE class 53), or
 			  * more locks than one batch may take: run it in
@@ -58,6 +64,12 @@ int pg_connect(struct pg *pg, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
 int pg_connected(const struct pg *pg);
+
+/*
+ * The server a connected pg talks to, as "host:port" (with a multi-host
+ * conninfo, the one libpq settled on). 0, or -1 when not connected.
+ */
+int pg_server(const struct pg *pg, char *out, size_t out_size);
 
 /*
  * Give up a connection whose state is not known any more (a pipeline that

@@ -686,6 +686,7 @@ void txn_changes_clear(struct txn_changes *changes)
 	free(changes->sections);
 	changes->sections = NULL;
 	changes->count = 0;
+	changes->commit_unknown = 0;
 }
 
 /*
@@ -701,6 +702,7 @@ static enum pg_status write_phase(struct pg *pg, const struct ledger *lg,
 	struct pg_pipeline writes;
 	enum pg_status rc;
 	long at_new, at_changed;
+	int commit_sent;
 
 	if (pg_pipeline_start(&writes, pg, errstr, errstr_size) != 0)
 		return PG_DISCONNECTED;
@@ -722,7 +724,13 @@ static enum pg_status write_phase(struct pg *pg, const struct ledger *lg,
 	}
 	write_records(lg->reqs, lg->n, out, &writes);
 	pg_pipeline_command(&writes, "COMMIT");
+	commit_sent = !writes.broken;
 	rc = pg_pipeline_run(&writes, errstr, errstr_size);
+	/* The server may have committed before the connection went (a
+	 * primary killed while its standby already had the commit): only a
+	 * second run can tell. */
+	if (rc == PG_DISCONNECTED && commit_sent)
+		changes->commit_unknown = 1;
 	if (rc == PG_OK)
 		read_section_states(
 		    changes, at_new >= 0 ? writes.results[at_new] : NULL,

@@ -33,6 +33,7 @@ struct worker {
 	struct job *head, *tail; /* guarded by lock */
 	atomic_size_t depth;
 	struct pg *pg;
+	unsigned int seed; /* for jittered pauses */
 	int db_down;
 	int64_t db_down_since_us;
 	int64_t db_last_log_us;
@@ -154,13 +155,41 @@ static void set_db_down(struct worker *w, int down, const char *why)
 	}
 }
 
+/* A pause of about ms (0.75 to 1.25 times), so that the workers of every
+ * process do not all knock on the new primary in the same instant. */
+static int jittered_ms(struct worker *w, int ms)
+{
+	return ms * (75 + (int)(rand_r(&w->seed) % 51)) / 100;
+}
+
+/* Which server a new connection found: a failover when it is another
+ * than the workers' connections had. */
+static void note_server(struct worker *w)
+{
+	char server[160], before[160];
+
+	if (pg_server(w->pg, server, sizeof(server)) != 0)
+		return;
+	metrics_db_server(w->pool->metrics, before, sizeof(before));
+	if (metrics_db_server_set(w->pool->metrics, server))
+		log_warn("worker %d: the database is now %s (was %s): a "
+			 "failover",
+			 w->index, server, before);
+	else
+		log_debug("worker %d: connected to %s", w->index, server);
+}
+
 /*
- * Connect, waiting with a growing pause (100 ms to 5 s) between tries.
- * 0 once connected, -1 when the pool stops first.
+ * Connect, waiting with a growing pause (50 ms to 2 s, jittered) between
+ * tries: a failover's new primary takes writes a few seconds after the old
+ * one died, and a longer pause would only add to that. Through a
+ * multi-host conninfo every try goes over the hosts in order (with
+ * target_session_attrs=read-write, to the one that takes writes). 0 once
+ * connected, -1 when the pool stops first.
  */
 static int ensure_connected(struct worker *w)
 {
-	int pause_ms = 100;
+	int pause_ms = 50;
 	char errstr[512];
 
 	while (!pg_connected(w->pg)) {
@@ -168,11 +197,12 @@ static int ensure_connected(struct worker *w)
 			return -1;
 		if (pg_connect(w->pg, errstr, sizeof(errstr)) == 0) {
 			atomic_fetch_add(&w->pool->metrics->db_reconnects, 1);
+			note_server(w);
 			break;
 		}
 		set_db_down(w, 1, errstr);
-		clock_sleep_ms(pause_ms);
-		pause_ms = pause_ms * 2 > 5000 ? 5000 : pause_ms * 2;
+		clock_sleep_ms(jittered_ms(w, pause_ms));
+		pause_ms = pause_ms * 2 > 2000 ? 2000 : pause_ms * 2;
 	}
 	set_db_down(w, 0, NULL);
 	return 0;
@@ -252,7 +282,7 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 	char errstr[1024];
 
 	for (;;) {
-		struct txn_changes changes = {NULL, 0};
+		struct txn_changes changes = {NULL, 0, 0};
 		enum pg_status rc;
 		int64_t started;
 
@@ -281,6 +311,20 @@ static int execute(struct worker *w, struct job **jobs, struct request **reqs,
 			return 0;
 		}
 		if (rc == PG_DISCONNECTED) {
+			/* Nothing was answered yet: the batch runs again as
+			 * it is. After a COMMIT whose outcome is unknown, its
+			 * idempotency records (if it committed) make that run
+			 * a replay with the same replies. */
+			if (changes.commit_unknown) {
+				atomic_fetch_add(&m->db_commit_unknown, 1);
+				log_warn(
+				    "worker %d: connection lost during the "
+				    "COMMIT of a batch of %zu (%s); running "
+				    "it again, its idempotency records "
+				    "decide",
+				    w->index, n, errstr);
+			}
+			txn_changes_clear(&changes);
 			set_db_down(w, 1, errstr);
 			continue;
 		}
@@ -487,6 +531,7 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 
 		w->pool = pool;
 		w->index = i;
+		w->seed = (unsigned int)(clock_now_us() ^ (i * 2654435761u));
 		pthread_mutex_init(&w->lock, NULL);
 		pthread_cond_init(&w->wake, NULL);
 		w->pg = txn_pg_new(cfg->pg_conninfo);

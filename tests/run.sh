@@ -2,8 +2,10 @@
 # run.sh: run the unit tests (cmocka binaries given as arguments) and the
 # system tests (pytest, real Kafka and PostgreSQL), then print one line:
 # "N passed, N failed". Exits non-zero when anything failed or nothing ran.
+# --replicated runs the replicated deployment's tests instead
+# (tests/replicated: three Kafka nodes, a PostgreSQL standby).
 #
-#   tests/run.sh [--unit-only | --system-only] [UNIT_BINARY...]
+#   tests/run.sh [--unit-only | --system-only | --replicated] [UNIT_BINARY...]
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,6 +16,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--unit-only) mode=unit ;;
 	--system-only) mode=system ;;
+	--replicated) mode=replicated ;;
 	*) units+=("$arg") ;;
 	esac
 done
@@ -29,7 +32,7 @@ failed=0
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:exitcode=24}"
 
-if [[ $mode != system ]]; then
+if [[ $mode == unit || $mode == all ]]; then
 	for bin in "${units[@]}"; do
 		out="$("$bin" 2>&1)"
 		rc=$?
@@ -48,8 +51,11 @@ fi
 if [[ $mode != unit ]]; then
 	mkdir -p build
 	junit="build/system-tests.xml"
+	suite=(tests/system)
+	# The scenarios' figures are the point of the replicated run: shown.
+	[[ $mode == replicated ]] && { junit="build/replicated-tests.xml"; suite=(tests/replicated -s); }
 	rm -f "$junit"
-	"$python" -m pytest tests/system -v -p no:cacheprovider \
+	"$python" -m pytest "${suite[@]}" -v -p no:cacheprovider \
 		--junitxml="$junit" ${PYTEST_ARGS:-}
 	rc=$?
 	if [[ -f $junit ]]; then

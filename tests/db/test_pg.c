@@ -181,6 +181,35 @@ static void test_a_lost_connection_is_disconnected(void **state)
 	pg_free(pg);
 }
 
+/* A server that takes no writes (a standby; here a read-only session) is
+ * given up like a lost connection, so that the next pg_connect looks for
+ * the primary, never taken as a refusal of the requests. pg_server names
+ * the server connected to. */
+static void test_a_read_only_server_is_disconnected(void **state)
+{
+	struct pg *pg = connect_or_fail();
+	char errstr[512], server[160];
+
+	(void)state;
+	assert_int_equal(pg_server(pg, server, sizeof(server)), 0);
+	assert_non_null(strchr(server, ':'));
+	assert_int_equal(pg_command(pg,
+				    "SET default_transaction_read_only = on",
+				    errstr, sizeof(errstr)),
+			 PG_OK);
+	assert_int_equal(pg_command(pg, "CREATE TEMP TABLE t_ro (x int)",
+				    errstr, sizeof(errstr)),
+			 PG_DISCONNECTED);
+	assert_non_null(strstr(errstr, "25006"));
+	assert_false(pg_connected(pg));
+	assert_int_equal(pg_server(pg, server, sizeof(server)), -1);
+	assert_int_equal(pg_connect(pg, errstr, sizeof(errstr)), 0);
+	assert_int_equal(pg_command(pg, "CREATE TEMP TABLE t_ro (x int)",
+				    errstr, sizeof(errstr)),
+			 PG_OK);
+	pg_free(pg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -188,6 +217,7 @@ int main(void)
 	    cmocka_unit_test(test_a_pipeline_past_its_bound_sends_nothing_more),
 	    cmocka_unit_test(test_failures_are_classified),
 	    cmocka_unit_test(test_a_lost_connection_is_disconnected),
+	    cmocka_unit_test(test_a_read_only_server_is_disconnected),
 	};
 
 	return cmocka_run_group_tests_name("pg", tests, NULL, NULL);

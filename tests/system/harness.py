@@ -58,17 +58,22 @@ def without_settings(environ):
 class Stack:
     """The throwaway PostgreSQL and Kafka of scripts/stack.sh; secure=True
     adds the SASL_SSL listener and the TLS + SCRAM role (its stack.env
-    then names the secured endpoints, the plain ones as STACK_PLAIN_*)."""
+    then names the secured endpoints, the plain ones as STACK_PLAIN_*);
+    replicated=True makes three Kafka nodes and a PostgreSQL primary with
+    a synchronous standby (tests/replicated/)."""
 
-    def __init__(self, state_dir, secure=False):
+    def __init__(self, state_dir, secure=False, replicated=False):
         self.state_dir = state_dir
         self.secure = secure
+        self.replicated = replicated
         self.env = {}
 
     def script(self, *args, timeout=300):
         env = dict(os.environ, STACK_DIR=self.state_dir)
         if self.secure:
             env["TICKETD_STACK_SECURE"] = "1"
+        if self.replicated:
+            env["TICKETD_STACK_REPLICATED"] = "1"
         proc = subprocess.run(
             [os.path.join(REPO, "scripts", "stack.sh"), *args],
             env=env, capture_output=True, text=True, timeout=timeout)

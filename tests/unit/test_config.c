@@ -110,6 +110,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.consumer_properties.count, 0);
 	assert_int_equal(cfg.producer_properties.count, 0);
 	assert_string_equal(cfg.pg_conninfo, "dbname=ticketd");
+	/* The query endpoint reads where the workers write unless told. */
+	assert_string_equal(cfg.http_pg_conninfo, "dbname=ticketd");
 	assert_int_equal(cfg.workers, 4);
 	assert_true(cfg.batch_max >= 1);
 	assert_true(cfg.queue_max >= cfg.batch_max);
@@ -254,6 +256,8 @@ static void test_environment_wins(void **state)
 	assert_string_equal(cfg.brokers, "env:9092");
 	/* TICKETD_PG, the stack's name, is pg_conninfo. */
 	assert_string_equal(cfg.pg_conninfo, "host=example dbname=x");
+	/* http_pg_conninfo unset follows pg_conninfo wherever it came from. */
+	assert_string_equal(cfg.http_pg_conninfo, "host=example dbname=x");
 	/* The list replaces the file's, it is not appended to it. */
 	assert_int_equal(cfg.consumer_properties.count, 2);
 	assert_string_equal(cfg.consumer_properties.items[0],
@@ -267,6 +271,14 @@ static void test_environment_wins(void **state)
 	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), 0);
 	assert_string_equal(cfg.pg_conninfo, "dbname=long");
 	config_free(&cfg);
+
+	/* Set, it is its own (a standby). */
+	setenv("TICKETD_HTTP_PG_CONNINFO", "host=standby dbname=x", 1);
+	assert_int_equal(config_load(&cfg, NULL, errstr, sizeof(errstr)), 0);
+	assert_string_equal(cfg.pg_conninfo, "dbname=long");
+	assert_string_equal(cfg.http_pg_conninfo, "host=standby dbname=x");
+	config_free(&cfg);
+	unsetenv("TICKETD_HTTP_PG_CONNINFO");
 }
 
 static void test_environment_refusals(void **state)
@@ -518,6 +530,7 @@ static void test_print_masks_secrets(void **state)
 	assert_int_equal(
 	    load_text(&cfg,
 		      "pg_conninfo = \"host=db password=Planted1 user=u\";\n"
+		      "http_pg_conninfo = \"host=r password=Planted5\";\n"
 		      "kafka_properties = [ \"ssl.key.password=Planted2\",\n"
 		      "    \"sasl.username=u\" ];\n"
 		      "consumer_properties = [ \"sasl.password=Planted3\" ];\n"
@@ -528,6 +541,8 @@ static void test_print_masks_secrets(void **state)
 		fail_msg("--print-config shows a secret:\n%s", out);
 	assert_non_null(
 	    strstr(out, "pg_conninfo = \"host=db password=(hidden) user=u\""));
+	assert_non_null(
+	    strstr(out, "http_pg_conninfo = \"host=r password=(hidden)\""));
 	assert_non_null(strstr(out, "\"ssl.key.password=(hidden)\""));
 	assert_non_null(strstr(out, "\"sasl.username=u\""));
 	assert_non_null(strstr(out, "\"sasl.password=(hidden)\""));

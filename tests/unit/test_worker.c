@@ -34,10 +34,13 @@
 
 /* What the database does with a batch. */
 enum script {
-	SCRIPT_OK,		/* everything confirmed */
-	SCRIPT_LOCAL_THRICE,	/* PG_LOCAL three times, then OK */
-	SCRIPT_REFUSE_BAD,	/* PG_REFUSED for any batch holding "bad" */
-	SCRIPT_TOO_BIG_OVER_TWO /* PG_TOO_BIG for more than two */
+	SCRIPT_OK,		 /* everything confirmed */
+	SCRIPT_LOCAL_THRICE,	 /* PG_LOCAL three times, then OK */
+	SCRIPT_REFUSE_BAD,	 /* PG_REFUSED for any batch holding "bad" */
+	SCRIPT_TOO_BIG_OVER_TWO, /* PG_TOO_BIG for more than two */
+	SCRIPT_COMMIT_LOST_ONCE	 /* the connection lost during the first
+				  * COMMIT (outcome unknown), then OK on
+				  * another server */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -51,7 +54,8 @@ static int published_count;
 static int freed_count;
 
 struct pg {
-	int unused;
+	int connected;
+	int server; /* which server the last connect found: 1, 2, ... */
 };
 
 struct pg *txn_pg_new(const char *conninfo)
@@ -67,15 +71,23 @@ void pg_free(struct pg *pg)
 
 int pg_connected(const struct pg *pg)
 {
-	(void)pg;
-	return 1;
+	return pg->connected;
 }
 
+/* A connection lost (SCRIPT_COMMIT_LOST_ONCE) comes back on the next
+ * server, as through a multi-host conninfo after a failover. */
 int pg_connect(struct pg *pg, char *errstr, size_t errstr_size)
 {
-	(void)pg;
 	(void)errstr;
 	(void)errstr_size;
+	pg->connected = 1;
+	pg->server++;
+	return 0;
+}
+
+int pg_server(const struct pg *pg, char *out, size_t out_size)
+{
+	snprintf(out, out_size, "db%d:5432", pg->server);
 	return 0;
 }
 
@@ -107,7 +119,6 @@ enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 {
 	enum pg_status rc = PG_OK;
 
-	(void)pg;
 	(void)limits;
 	pthread_mutex_lock(&lock);
 	txn_calls++;
@@ -123,6 +134,14 @@ enum pg_status txn_execute(struct pg *pg, const struct ledger_limits *limits,
 	}
 	if (rc == PG_OK && script == SCRIPT_TOO_BIG_OVER_TWO && n > 2)
 		rc = PG_TOO_BIG;
+	if (rc == PG_OK && script == SCRIPT_COMMIT_LOST_ONCE &&
+	    txn_calls == 1) {
+		/* As txn_execute says it: the COMMIT was sent, then the
+		 * connection went. */
+		changes->commit_unknown = 1;
+		pg->connected = 0;
+		rc = PG_DISCONNECTED;
+	}
 	if (rc != PG_OK) {
 		snprintf(errstr, errstr_size, "scripted failure %d", (int)rc);
 		return rc;
@@ -268,6 +287,7 @@ static void wait_published(int want)
 static void run_stop(struct run *r)
 {
 	worker_pool_stop(r->pool);
+	metrics_destroy(&r->metrics);
 	for (int i = 0; i < r->count; i++) {
 		free(r->jobs[i].value);
 		free(r->jobs[i].dead_letter_reason);
@@ -395,6 +415,33 @@ static void test_a_batch_too_big_runs_in_halves(void **state)
 	run_stop(&r);
 }
 
+/* A connection lost during COMMIT (its outcome unknown) is not answered:
+ * the worker reconnects (finding another server, counted as a failover)
+ * and runs the same batch again, whose replies then go out once. */
+static void test_a_commit_lost_runs_the_batch_again(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_start(&r, SCRIPT_COMMIT_LOST_ONCE);
+	book(&r, "a");
+	book(&r, "b");
+	wait_published(2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(published_at(i)->offset, i);
+		assert_int_equal(published_at(i)->outcome.status,
+				 STATUS_CONFIRMED);
+	}
+	assert_int_equal(txn_calls, 2);
+	assert_int_equal(atomic_load(&r.metrics.db_commit_unknown), 1);
+	assert_int_equal(atomic_load(&r.metrics.db_reconnects), 2);
+	assert_int_equal(atomic_load(&r.metrics.db_server_changes), 1);
+	assert_int_equal(atomic_load(&r.metrics.batch_splits), 0);
+	assert_int_equal(states_published, 1);
+	run_stop(&r);
+	assert_int_equal(published_count, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +450,7 @@ int main(void)
 	    cmocka_unit_test(test_a_reply_that_cannot_be_built_is_not_dropped),
 	    cmocka_unit_test(test_a_refused_request_is_isolated),
 	    cmocka_unit_test(test_a_batch_too_big_runs_in_halves),
+	    cmocka_unit_test(test_a_commit_lost_runs_the_batch_again),
 	};
 
 	return cmocka_run_group_tests_name("worker", tests, NULL, NULL);
