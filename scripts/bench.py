@@ -86,6 +86,34 @@ def children_of(pid):
     return kids
 
 
+def pg_kind(pid):
+    """What a PostgreSQL process is, from the title the server gives it:
+    "walwriter", "checkpointer", "autovacuum worker", ..., or "backend"
+    for a client's session ("postgres: user db host(port) state")."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            title = f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return "gone"
+    title = title.removeprefix("postgres: ")
+    for kind in ("checkpointer", "background writer", "walwriter", "walsender",
+                 "autovacuum launcher", "autovacuum worker", "logical replication",
+                 "archiver"):
+        if title.startswith(kind):
+            return kind
+    return "backend"
+
+
+def pg_cpu_by_kind(postmaster):
+    """CPU seconds of each kind of live PostgreSQL process, plus the
+    postmaster with the children it has reaped ("exited")."""
+    kinds = {"postmaster and exited": cpu_of(postmaster, reaped=True)}
+    for kid in children_of(postmaster):
+        kind = pg_kind(kid)
+        kinds[kind] = kinds.get(kind, 0.0) + cpu_of(kid)
+    return kinds
+
+
 class CpuMeter:
     """CPU seconds used since the meter started, per process: a ticketd
     (or the Kafka path's relay), every PostgreSQL process of the stack
@@ -99,6 +127,14 @@ class CpuMeter:
             self.broker = int(f.read())
         self.server_pid = server_pid
         self.start = self.sample()
+        self.pg_start = pg_cpu_by_kind(self.postmaster)
+
+    def postgres_by_kind(self, requests):
+        """Microseconds of PostgreSQL CPU a request since the start, by
+        kind of process (a process that came and went counts as exited)."""
+        now = pg_cpu_by_kind(self.postmaster)
+        return {k: (v - self.pg_start.get(k, 0.0)) / max(requests, 1) * 1e6
+                for k, v in now.items()}
 
     def sample(self):
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -237,10 +273,12 @@ def run_ticketd_row(stack, name, topic, flood_args, timeout=900, **settings):
         rss, cpu = proc_usage(t.proc.pid)
         sent = int(f["sent"])
         us = meter.per_request(sent, server_cpu=cpu)
+        pg_kinds = meter.postgres_by_kind(sent)
     finally:
         code = t.stop()
     return {"rate": float(f["answered"]) / float(f["seconds"]), "p50": f["p50"],
             "p99": f["p99"], "max": f["max"], "rss": rss, "cpu_us": us,
+            "pg_kinds": pg_kinds,
             "lost": sent - int(f["answered"]), "invariant": f["ok_invariant"],
             "exit": code, "f": f}
 
@@ -412,18 +450,23 @@ def statements_reset(stack):
     stack.query("SELECT pg_stat_statements_reset()")
 
 
-def print_statements(stack, requests):
-    """The statements of the run since statements_reset, by total time."""
+def print_statements(stack, label, r):
+    """The statements of row r since statements_reset, by total time, and
+    the row's PostgreSQL CPU by kind of process."""
+    requests = int(r["f"]["sent"])
     rows = stack.query(
         "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) "
         "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
         "WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 15")
-    print("\nhot row 3, per statement (pg_stat_statements, %d requests):" % requests)
+    print("\n%s, per statement (pg_stat_statements, %d requests):" % (label, requests))
     print("| statement | calls | ms in all | us a request | rows |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for calls, total, nrows, query in rows:
         print("| `%s` | %d | %.1f | %.2f | %d |" % (query, calls, total,
                                                   total * 1000 / max(requests, 1), nrows))
+    print("%s, PostgreSQL CPU us a request by process: %s" % (label, ", ".join(
+        "%s %.1f" % (k, v) for k, v in sorted(r["pg_kinds"].items(), key=lambda kv: -kv[1])
+        if v >= 0.05)))
 
 
 def fmt(v, spec="%.0f"):
@@ -474,7 +517,8 @@ def main():
     ap.add_argument("--svg", default=os.path.join(REPO, "build", "bench.svg"),
                     help="where the picture of the run goes")
     ap.add_argument("--statements", action="store_true",
-                    help="print the hot row's per-statement breakdown (pg_stat_statements)")
+                    help="print the per-statement breakdown (pg_stat_statements) and "
+                    "PostgreSQL's CPU by process of the hot row 3 and the latency line")
     ap.add_argument("--rss-flood", type=int, default=0,
                     help="also flood this many requests for the peak RSS (e.g. 1000000)")
     ap.add_argument("--workloads", default="hot,spread,sell-out,latency,readers",
@@ -550,7 +594,7 @@ def main():
         r3 = run_ticketd_row(stack, "shipped", "bench.shipped", ["-n", str(n)] + common)
         rows.append(("3. ticketd as shipped (%d requests)" % n, r3))
         if name == "hot" and args.statements:
-            print_statements(stack, int(r3["f"]["sent"]))
+            print_statements(stack, "hot row 3", r3)
         r4 = run_kafka_row(stack, "bench.kafka", "bench.replies-kafka",
                            ["-n", str(args.kafka_requests), "-q", "1", "-c", c, "-t", "900",
                             "--reply-topic", "bench.replies-kafka"] + where)
@@ -585,8 +629,12 @@ def main():
         n = args.rate * args.latency_seconds
         at_rate = ["--event", "503", "--section", "700", "--sections", "100", "-n", str(n),
                    "-q", "1", "-c", "5000", "--rate", str(args.rate), "-t", "900"]
+        if args.statements:
+            statements_reset(stack)
         lat = run_ticketd_row(stack, "latency", "bench.latency",
                               ["--fresh-seed", "--capacity", "1000000"] + at_rate)
+        if args.statements:
+            print_statements(stack, "latency, ticketd", lat)
         path = run_kafka_row(stack, "bench.kafka", "bench.replies-kafka",
                              ["--reply-topic", "bench.replies-kafka"] + at_rate)
         for label, r in (("ticketd", lat), ("Kafka path alone", path)):

@@ -96,9 +96,11 @@ pg_init() {
 		max_connections = 200
 		shared_buffers = 256MB
 	CONF
-	# The benchmark's per-statement breakdown (scripts/bench.py --statements).
+	# The benchmark's per-statement breakdown (scripts/bench.py --statements),
+	# with the statements the triggers run listed beside the ones they serve.
 	[[ ${TICKETD_STACK_PG_STATEMENTS:-} != 1 ]] ||
-		echo "shared_preload_libraries = 'pg_stat_statements'" >>"$data/postgresql.conf"
+		printf '%s\n' "shared_preload_libraries = 'pg_stat_statements'" \
+			"pg_stat_statements.track = all" >>"$data/postgresql.conf"
 	if secure; then secure_pg_conf "$data"; fi
 	if replicated; then replicated_pg_conf "$data"; fi
 	return 0
