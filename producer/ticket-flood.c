@@ -530,8 +530,8 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const struct options *o,
 	if (type == RD_KAFKA_PRODUCER) {
 		/* As ticketd's reply producer, so that the --echo relay is
 		 * a fair ceiling. */
-		bad |= kafka_conf_set(conf, "linger.ms", "2", errstr,
-				      sizeof(errstr));
+		bad |= kafka_conf_set(conf, "linger.ms", KAFKA_REPLY_LINGER_MS,
+				      errstr, sizeof(errstr));
 		bad |=
 		    kafka_conf_set(conf, "acks", "all", errstr, sizeof(errstr));
 		bad |= kafka_conf_set(conf, "enable.idempotence", "true",

@@ -500,8 +500,8 @@ int publisher_start(struct publisher **out, const struct config *cfg,
 	pub->done_arg = done_arg;
 	pthread_mutex_init(&pub->lock, NULL);
 
-	conf =
-	    kafka_conf_new_producer(cfg, "producer", "2", errstr, errstr_size);
+	conf = kafka_conf_new_producer(cfg, "producer", KAFKA_REPLY_LINGER_MS,
+				       errstr, errstr_size);
 	if (!conf)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
