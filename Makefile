@@ -25,7 +25,7 @@ ALL_LDFLAGS = $(LDFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE),)
 BUILD = build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)),)
 comma := ,
 
-DAEMON_MODULES = buf clock config log request outcome offsets job kafka \
+DAEMON_MODULES = buf clock config cpus log request outcome offsets job kafka \
 	availability cache \
 	metrics pg pgarray sql ledger txn views publisher worker consumer \
 	reaper route http replica secret pgcheck kafkacheck
@@ -49,7 +49,7 @@ CODEC = request outcome buf
 OBJS_test_request = $(call obj,$(CODEC))
 LIBS_test_request = -ljansson
 OBJS_test_offsets = $(call obj,offsets)
-OBJS_test_config = $(call obj,config log secret)
+OBJS_test_config = $(call obj,config cpus log secret)
 LIBS_test_config = -lconfig
 OBJS_test_http_parse = $(call obj,route)
 OBJS_test_ledger = $(call obj,ledger $(CODEC)) $(BUILD)/tests/unit/ledger_db.o

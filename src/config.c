@@ -71,7 +71,7 @@ static const struct setting settings[] = {
     STR(pg_passfile, ""),
     STR(http_pg_conninfo, ""),
 
-    INT(workers, 4, 1, 64),
+    INT(workers, 0, 0, 64),
     INT(batch_max, 500, 1, 10000),
     INT(queue_max, 10000, 1, 1000000),
     INT(drain_timeout_ms, 15000, 0, 600000),
@@ -529,6 +529,17 @@ int config_load(struct config *cfg, const char *path, char *errstr,
 	if (validate(cfg, errstr, errstr_size) != 0)
 		return -1;
 	return load_secrets(cfg, errstr, errstr_size);
+}
+
+int config_workers_for_cpus(int cpus)
+{
+	/* Each worker holds a transaction at a time: more workers than CPUs
+	 * make smaller batches, each paying a transaction's fixed cost, and
+	 * two keep one batch's database work beside another's decisions
+	 * (docs/benchmarks.md has the sweep). */
+	if (cpus < 2)
+		return 2;
+	return cpus > 16 ? 16 : cpus;
 }
 
 void config_free(struct config *cfg)

@@ -84,6 +84,12 @@ struct config {
 int config_load(struct config *cfg, const char *path, char *errstr,
 		size_t errstr_size) __attribute__((warn_unused_result));
 
+/*
+ * What workers = 0 stands for on a machine where this process may use
+ * cpus CPUs: one worker a CPU, at least 2 and at most 16.
+ */
+int config_workers_for_cpus(int cpus);
+
 /* Free every string cfg owns. cfg itself belongs to the caller. */
 void config_free(struct config *cfg);
 

@@ -1,6 +1,7 @@
 /* main: ticketd's start-up, signal handling and orderly shutdown. */
 #include "availability.h"
 #include "config.h"
+#include "cpus.h"
 #include "consumer.h"
 #include "http.h"
 #include "kafkacheck.h"
@@ -141,6 +142,8 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
+	if (cfg.workers == 0)
+		cfg.workers = config_workers_for_cpus(cpus_available());
 	if (check_only || print_only) {
 		if (print_only)
 			config_print(&cfg);

@@ -503,10 +503,17 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 		      struct publisher *pub, struct availability *av,
 		      struct metrics *metrics, char *errstr, size_t errstr_size)
 {
-	struct worker_pool *pool = calloc(1, sizeof(*pool));
+	struct worker_pool *pool;
 	size_t bmax = (size_t)cfg->batch_max;
 	int started = 0;
 
+	/* workers = 0 is resolved to a count before the pool starts. */
+	if (cfg->workers < 1) {
+		snprintf(errstr, errstr_size, "workers is %d, not a count",
+			 cfg->workers);
+		return -1;
+	}
+	pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		goto oom;
 	pool->cfg = cfg;

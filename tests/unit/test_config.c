@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "cpus.h"
 
 extern char **environ;
 
@@ -112,7 +113,8 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.pg_conninfo, "dbname=ticketd");
 	/* The query endpoint reads where the workers write unless told. */
 	assert_string_equal(cfg.http_pg_conninfo, "dbname=ticketd");
-	assert_int_equal(cfg.workers, 4);
+	/* 0: one a CPU, resolved by the daemon at start-up. */
+	assert_int_equal(cfg.workers, 0);
 	assert_true(cfg.batch_max >= 1);
 	assert_true(cfg.queue_max >= cfg.batch_max);
 	assert_int_equal(cfg.max_quantity, 10);
@@ -181,8 +183,30 @@ static void test_file_values(void **state)
 	config_free(&cfg);
 	/* An empty file is all defaults. */
 	assert_int_equal(load_text(&cfg, ""), 0);
-	assert_int_equal(cfg.workers, 4);
+	assert_int_equal(cfg.workers, 0);
 	config_free(&cfg);
+}
+
+/* workers = 0: one a CPU, between 2 and 16; a cgroup quota counts. */
+static void test_workers_follow_the_cpus(void **state)
+{
+	(void)state;
+	assert_int_equal(config_workers_for_cpus(1), 2);
+	assert_int_equal(config_workers_for_cpus(2), 2);
+	assert_int_equal(config_workers_for_cpus(6), 6);
+	assert_int_equal(config_workers_for_cpus(16), 16);
+	assert_int_equal(config_workers_for_cpus(96), 16);
+	assert_true(cpus_available() >= 1);
+	assert_int_equal(cpus_quota_parse("200000 100000\n"), 2);
+	assert_int_equal(cpus_quota_parse("150000 100000\n"), 2);
+	assert_int_equal(cpus_quota_parse("50000 100000"), 1);
+	assert_int_equal(cpus_quota_parse("max 100000\n"), 0);
+	assert_int_equal(cpus_quota_parse(""), 0);
+	assert_int_equal(cpus_quota_parse("200000\n"), 0);
+	assert_int_equal(cpus_quota_parse("-5 100000\n"), 0);
+	assert_int_equal(cpus_quota_parse("200000 0\n"), 0);
+	assert_int_equal(cpus_quota_parse("200000 100000 junk"), 0);
+	assert_int_equal(cpus_quota_parse(NULL), 0);
 }
 
 /* A refusal says file:line: and what is wrong. */
@@ -195,7 +219,7 @@ static void test_errors_name_file_and_line(void **state)
 	refuse_text("workers = 2;\nbatch_max = 0;\n", "2: ", "batch_max");
 	refuse_text("workers = 2;\nbatch_max = 0;\n", "2: ", "out of range");
 	refuse_text("\nworkers = 65;\n", "2: ", "workers");
-	refuse_text("workers = 0;\n", "1: ", "workers");
+	refuse_text("workers = -1;\n", "1: ", "workers");
 	refuse_text("http_port = -1;\n", "1: ", "http_port");
 	refuse_text("workers = 5000000000L;\n", "1: ", "workers");
 	refuse_text("workers = 4294967300L;\n", "1: ", "workers");
@@ -290,7 +314,7 @@ static void test_environment_refusals(void **state)
 	    {"TICKETD_WORKERS", "lots"},
 	    {"TICKETD_WORKERS", ""},
 	    {"TICKETD_WORKERS", "7x"},
-	    {"TICKETD_WORKERS", "0"},
+	    {"TICKETD_WORKERS", "-1"},
 	    {"TICKETD_WORKERS", "65"},
 	    {"TICKETD_WORKERS", "99999999999999999999"},
 	    {"TICKETD_CONSUMER_PROPERTIES", "a=1,novalue"},
@@ -416,7 +440,7 @@ static void test_sample_file_shows_the_defaults(void **state)
 	    0);
 	want = print_to_string(&defaults);
 	got = print_to_string(&sample);
-	assert_non_null(strstr(want, "\nworkers = 4\n"));
+	assert_non_null(strstr(want, "\nworkers = 0\n"));
 	assert_string_equal(got, want);
 	free(want);
 	free(got);
@@ -572,6 +596,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_errors_name_file_and_line,
 					    clear_environment,
 					    clear_environment),
+	    cmocka_unit_test(test_workers_follow_the_cpus),
 	    cmocka_unit_test_setup_teardown(
 		test_environment_wins, clear_environment, clear_environment),
 	    cmocka_unit_test_setup_teardown(test_environment_refusals,
