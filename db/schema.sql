@@ -160,25 +160,35 @@ FROM holds GROUP BY request_key HAVING count(*) > 1;
 CREATE OR REPLACE FUNCTION ticketd_rows_name_sections() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
+    named bigint;
+    locked bigint;
     missing record;
 BEGIN
-    PERFORM 1 FROM sections s
-     WHERE (s.id, s.event_id) IN (SELECT section_id, event_id FROM new_rows)
-       FOR KEY SHARE OF s;
+    -- One query on the common path: lock every section the new rows name
+    -- and count them against the pairs named (a section id is unique, so
+    -- the counts are equal exactly when every pair names a section of its
+    -- event). Only a refusal runs the second query, to name the pair.
+    SELECT (SELECT count(*) FROM (SELECT DISTINCT section_id, event_id
+                                    FROM new_rows) n),
+           (SELECT count(*) FROM (SELECT 1 FROM sections s
+                                   WHERE (s.id, s.event_id) IN
+                                         (SELECT section_id, event_id FROM new_rows)
+                                     FOR KEY SHARE OF s) l)
+      INTO named, locked;
+    IF locked = named THEN
+        RETURN NULL;
+    END IF;
     SELECT n.section_id, n.event_id INTO missing
       FROM (SELECT DISTINCT section_id, event_id FROM new_rows) n
      WHERE NOT EXISTS (SELECT FROM sections s
                        WHERE s.id = n.section_id AND s.event_id = n.event_id)
      LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'insert on table "%" names no section of its event',
-            TG_TABLE_NAME
-            USING ERRCODE = 'foreign_key_violation',
-                  DETAIL = format('Key (section_id, event_id)=(%s, %s) is not '
-                                  'present in table "sections".',
-                                  missing.section_id, missing.event_id);
-    END IF;
-    RETURN NULL;
+    RAISE EXCEPTION 'insert on table "%" names no section of its event',
+        TG_TABLE_NAME
+        USING ERRCODE = 'foreign_key_violation',
+              DETAIL = format('Key (section_id, event_id)=(%s, %s) is not '
+                              'present in table "sections".',
+                              missing.section_id, missing.event_id);
 END $$;
 
 CREATE OR REPLACE FUNCTION ticketd_row_keeps_its_section() RETURNS trigger
