@@ -263,6 +263,20 @@ def reset(stack, event, first, count, capacity):
                 (event, capacity, capacity, first, first + count - 1))
 
 
+def mean_batch(t):
+    """Requests per database transaction over ticketd's run, from its
+    ticketd_batch_size histogram; None when /metrics does not say."""
+    status, text = t.http("/metrics")
+    seen = {}
+    for line in text.splitlines() if status == 200 else ():
+        name, _, value = line.partition(" ")
+        if name in ("ticketd_batch_size_sum", "ticketd_batch_size_count"):
+            seen[name] = float(value)
+    if not seen.get("ticketd_batch_size_count"):
+        return None
+    return seen["ticketd_batch_size_sum"] / seen["ticketd_batch_size_count"]
+
+
 def run_ticketd_row(stack, name, topic, flood_args, timeout=900, **settings):
     t = Ticketd(stack, name=name, request_topic=topic, group_id="bench-" + name,
                 log_level="warn", **settings)
@@ -274,11 +288,12 @@ def run_ticketd_row(stack, name, topic, flood_args, timeout=900, **settings):
         sent = int(f["sent"])
         us = meter.per_request(sent, server_cpu=cpu)
         pg_kinds = meter.postgres_by_kind(sent)
+        batch = mean_batch(t)
     finally:
         code = t.stop()
     return {"rate": float(f["answered"]) / float(f["seconds"]), "p50": f["p50"],
             "p99": f["p99"], "max": f["max"], "rss": rss, "cpu_us": us,
-            "pg_kinds": pg_kinds,
+            "pg_kinds": pg_kinds, "batch": batch,
             "lost": sent - int(f["answered"]), "invariant": f["ok_invariant"],
             "exit": code, "f": f}
 
@@ -639,12 +654,14 @@ def main():
                              ["--reply-topic", "bench.replies-kafka"] + at_rate)
         for label, r in (("ticketd", lat), ("Kafka path alone", path)):
             us = r["cpu_us"]
+            batch = r.get("batch")
             print("\nlatency at %d requests/s offered, 100 sections, %d requests, %s: "
                   "p50 %s ms, p99 %s ms, max %s ms, lost %d; CPU us a request: "
                   "ticketd/relay %.1f, PostgreSQL %.1f, broker %.1f, ticket-flood %.1f, "
-                  "all %.1f" % (args.rate, n, label, r["p50"], r["p99"], r["max"],
-                                r["lost"], us["server"], us["postgres"], us["broker"],
-                                us["flood"], us["total"]))
+                  "all %.1f%s" % (args.rate, n, label, r["p50"], r["p99"], r["max"],
+                                  r["lost"], us["server"], us["postgres"], us["broker"],
+                                  us["flood"], us["total"],
+                                  "; %.1f requests a batch" % batch if batch else ""))
         results["latency"] = (lat, path)
     if "readers" in chosen:
         run_readers(stack, args)
