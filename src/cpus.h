@@ -6,9 +6,10 @@
 #define TICKETD_CPUS_H
 
 /*
- * The CPUs this process may run on (its affinity), lowered to a cgroup v2
- * CPU quota when one is set (a container's or a systemd unit's
- * CPUQuota): a quota of 2 CPUs on a 64-CPU host is 2. At least 1.
+ * The CPUs this process may run on (its affinity), lowered to the lowest
+ * cgroup v2 CPU quota on its cgroup or a parent (a container's, a systemd
+ * unit's or slice's CPUQuota): a quota of 2 CPUs on a 64-CPU host is 2.
+ * cgroup v1 quotas are not read. At least 1.
  */
 int cpus_available(void);
 

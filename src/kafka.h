@@ -19,11 +19,12 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, const char *role,
 
 /*
  * How long the reply producer waits to fill a produce request, in ms, and
- * so the longest a reply waits for company at a low rate. 5 ms, librdkafka's
- * own default: at 5,000 requests/s the broker spends less per message than
- * at 2 ms, for a few ms more at the median (docs/benchmarks.md has the
- * sweep); producer_properties can take linger.ms either way. ticket-flood's
- * producers use it too, so that its --echo relay stays a fair ceiling.
+ * so the longest a reply waits for company at a low rate. librdkafka's own
+ * default: under load fuller produce requests cost the broker less a
+ * message than a shorter linger, for a little more latency at the median
+ * (docs/benchmarks.md has the sweep); producer_properties can take linger.ms
+ * either way. ticket-flood's producers use it too, so that its --echo relay
+ * stays a fair ceiling.
  */
 #define KAFKA_REPLY_LINGER_MS "5"
 

@@ -207,6 +207,8 @@ static void test_workers_follow_the_cpus(void **state)
 	assert_int_equal(cpus_quota_parse("200000 0\n"), 0);
 	assert_int_equal(cpus_quota_parse("200000 100000 junk"), 0);
 	assert_int_equal(cpus_quota_parse(NULL), 0);
+	assert_int_equal(cpus_quota_parse("9223372036854775807 1\n"), 4096);
+	assert_int_equal(cpus_quota_parse("99999999999999999999 100000\n"), 0);
 }
 
 /* A refusal says file:line: and what is wrong. */
