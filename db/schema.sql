@@ -167,22 +167,28 @@ BEGIN
     -- One query on the common path: lock every section the new rows name
     -- and count them against the pairs named (a section id is unique, so
     -- the counts are equal exactly when every pair names a section of its
-    -- event). Only a refusal runs the second query, to name the pair.
-    SELECT (SELECT count(*) FROM (SELECT DISTINCT section_id, event_id
-                                    FROM new_rows) n),
-           (SELECT count(*) FROM (SELECT 1 FROM sections s
-                                   WHERE (s.id, s.event_id) IN
-                                         (SELECT section_id, event_id FROM new_rows)
-                                     FOR KEY SHARE OF s) l)
-      INTO named, locked;
-    IF locked = named THEN
-        RETURN NULL;
-    END IF;
-    SELECT n.section_id, n.event_id INTO missing
-      FROM (SELECT DISTINCT section_id, event_id FROM new_rows) n
-     WHERE NOT EXISTS (SELECT FROM sections s
-                       WHERE s.id = n.section_id AND s.event_id = n.event_id)
-     LIMIT 1;
+    -- event). Only a refusal runs the second query, to name the pair; if
+    -- it finds none, the section committed in between (each query has a
+    -- snapshot of its own), so lock and count again, as a foreign key
+    -- would have seen it.
+    FOR attempt IN 1..3 LOOP
+        SELECT (SELECT count(*) FROM (SELECT DISTINCT section_id, event_id
+                                        FROM new_rows) n),
+               (SELECT count(*) FROM (SELECT 1 FROM sections s
+                                       WHERE (s.id, s.event_id) IN
+                                             (SELECT section_id, event_id FROM new_rows)
+                                         FOR KEY SHARE OF s) l)
+          INTO named, locked;
+        IF locked = named THEN
+            RETURN NULL;
+        END IF;
+        SELECT n.section_id, n.event_id INTO missing
+          FROM (SELECT DISTINCT section_id, event_id FROM new_rows) n
+         WHERE NOT EXISTS (SELECT FROM sections s
+                           WHERE s.id = n.section_id AND s.event_id = n.event_id)
+         LIMIT 1;
+        EXIT WHEN FOUND;
+    END LOOP;
     RAISE EXCEPTION 'insert on table "%" names no section of its event',
         TG_TABLE_NAME
         USING ERRCODE = 'foreign_key_violation',
