@@ -104,14 +104,9 @@ def pg_kind(pid):
     return "backend"
 
 
-def pg_cpu_by_kind(postmaster):
-    """CPU seconds of each kind of live PostgreSQL process, plus the
-    postmaster with the children it has reaped ("exited")."""
-    kinds = {"postmaster and exited": cpu_of(postmaster, reaped=True)}
-    for kid in children_of(postmaster):
-        kind = pg_kind(kid)
-        kinds[kind] = kinds.get(kind, 0.0) + cpu_of(kid)
-    return kinds
+def pg_processes(postmaster):
+    """{pid: (kind, CPU seconds)} of the live PostgreSQL processes."""
+    return {kid: (pg_kind(kid), cpu_of(kid)) for kid in children_of(postmaster)}
 
 
 class CpuMeter:
@@ -127,14 +122,23 @@ class CpuMeter:
             self.broker = int(f.read())
         self.server_pid = server_pid
         self.start = self.sample()
-        self.pg_start = pg_cpu_by_kind(self.postmaster)
+        self.pg_start = pg_processes(self.postmaster)
+        self.pg_start_reaped = cpu_of(self.postmaster, reaped=True)
 
     def postgres_by_kind(self, requests):
         """Microseconds of PostgreSQL CPU a request since the start, by
-        kind of process (a process that came and went counts as exited)."""
-        now = pg_cpu_by_kind(self.postmaster)
-        return {k: (v - self.pg_start.get(k, 0.0)) / max(requests, 1) * 1e6
-                for k, v in now.items()}
+        kind of process. A process that exited in between is counted, from
+        the postmaster's reaped children, under "postmaster and exited",
+        less what it had used before the start."""
+        now = pg_processes(self.postmaster)
+        kinds = {}
+        for pid, (kind, cpu) in now.items():
+            before = self.pg_start.get(pid, (kind, 0.0))[1]
+            kinds[kind] = kinds.get(kind, 0.0) + cpu - before
+        gone_before = sum(cpu for pid, (_, cpu) in self.pg_start.items() if pid not in now)
+        kinds["postmaster and exited"] = (cpu_of(self.postmaster, reaped=True)
+                                          - self.pg_start_reaped - gone_before)
+        return {k: v / max(requests, 1) * 1e6 for k, v in kinds.items()}
 
     def sample(self):
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -186,6 +190,7 @@ def pgbench(stack, script, *args, env=None, timeout=900):
 
 
 def pgbench_floor(stack, event, section, seconds=10, clients=16):
+    settle(stack)
     out, tps = pgbench(
         stack,
         "BEGIN;\n"
@@ -212,6 +217,7 @@ def pgbench_database_alone(stack, event, section, seconds=10, batch=500):
     generate_series, not parsed from the client's arrays (about 200 KB of
     text a batch), and the booking ids are not sent back first.
     Returns (requests/s, requests) or raises RuntimeError."""
+    settle(stack)
     keys = "'pgbench-' || :client_id || '-' || :r || '-' || g"
     rows = "FROM generate_series(1, %d) AS g" % batch
     text = (
@@ -264,11 +270,10 @@ def reset(stack, event, first, count, capacity):
 
 
 def settle(stack):
-    """Before a measured row: vacuum and analyze what earlier rows wrote
-    and checkpoint, as pgbench vacuums before it runs, so that a row pays
-    for its own work and not for autovacuum or a checkpoint that an
-    earlier row's writes started (both ran inside the latency line
-    otherwise)."""
+    """Before every measured row: vacuum and analyze what earlier rows
+    wrote, and checkpoint, so that a row pays for its own work and not for
+    autovacuum or a checkpoint that an earlier row's writes started (both
+    ran inside the latency line otherwise)."""
     conn = stack.db()  # autocommit, and no "with": VACUUM wants no transaction
     try:
         with conn.cursor() as cur:
@@ -292,8 +297,13 @@ def mean_batch(t):
     return seen["ticketd_batch_size_sum"] / seen["ticketd_batch_size_count"]
 
 
-def run_ticketd_row(stack, name, topic, flood_args, timeout=900, **settings):
+def run_ticketd_row(stack, name, topic, flood_args, timeout=900, statements=False,
+                    **settings):
+    """One ticketd row; with statements, pg_stat_statements counts from
+    after the settling (print_statements reads it)."""
     settle(stack)
+    if statements:
+        statements_reset(stack)
     t = Ticketd(stack, name=name, request_topic=topic, group_id="bench-" + name,
                 log_level="warn", **settings)
     t.start()
@@ -621,9 +631,8 @@ def main():
         r2 = run_ticketd_row(stack, "b1", "bench.b1", ["-n", str(args.row2)] + common,
                              batch_max=1)
         rows.append(("2. ticketd, batch_max=1 (%d requests)" % args.row2, r2))
-        if name == "hot" and args.statements:
-            statements_reset(stack)
-        r3 = run_ticketd_row(stack, "shipped", "bench.shipped", ["-n", str(n)] + common)
+        r3 = run_ticketd_row(stack, "shipped", "bench.shipped", ["-n", str(n)] + common,
+                             statements=name == "hot" and args.statements)
         rows.append(("3. ticketd as shipped (%d requests)" % n, r3))
         if name == "hot" and args.statements:
             print_statements(stack, "hot row 3", r3)
@@ -661,10 +670,9 @@ def main():
         n = args.rate * args.latency_seconds
         at_rate = ["--event", "503", "--section", "700", "--sections", "100", "-n", str(n),
                    "-q", "1", "-c", "5000", "--rate", str(args.rate), "-t", "900"]
-        if args.statements:
-            statements_reset(stack)
         lat = run_ticketd_row(stack, "latency", "bench.latency",
-                              ["--fresh-seed", "--capacity", "1000000"] + at_rate)
+                              ["--fresh-seed", "--capacity", "1000000"] + at_rate,
+                              statements=args.statements)
         if args.statements:
             print_statements(stack, "latency, ticketd", lat)
         path = run_kafka_row(stack, "bench.kafka", "bench.replies-kafka",
