@@ -320,6 +320,7 @@ int availability_start(struct availability **out, const struct config *cfg,
 {
 	struct availability *av;
 	rd_kafka_conf_t *conf;
+	int rc;
 
 	*out = NULL;
 	if (strcmp(cfg->availability_topic, "off") == 0)
@@ -345,9 +346,11 @@ int availability_start(struct availability **out, const struct config *cfg,
 		goto fail;
 	conf = NULL; /* rd_kafka_new owns it now */
 	av->running = 1;
-	if (pthread_create(&av->poller, NULL, poller_main, av) != 0) {
+	rc = pthread_create(&av->poller, NULL, poller_main, av);
+	if (rc != 0) {
 		snprintf(errstr, errstr_size,
-			 "cannot start the availability poller");
+			 "cannot start the availability poller: %s",
+			 strerror(rc));
 		goto fail;
 	}
 	*out = av;

@@ -17,7 +17,6 @@
 #include "log.h"
 #include "metrics.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,6 +488,7 @@ int publisher_start(struct publisher **out, const struct config *cfg,
 {
 	struct publisher *pub = calloc(1, sizeof(*pub));
 	rd_kafka_conf_t *conf = NULL;
+	int rc;
 
 	if (!pub) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -514,10 +514,11 @@ int publisher_start(struct publisher **out, const struct config *cfg,
 
 	warm_up(pub);
 	atomic_store(&pub->running, 1);
-	if (pthread_create(&pub->poller, NULL, poller_main, pub) != 0) {
+	rc = pthread_create(&pub->poller, NULL, poller_main, pub);
+	if (rc != 0) {
 		snprintf(errstr, errstr_size,
 			 "cannot start the publisher's poller: %s",
-			 strerror(errno));
+			 strerror(rc));
 		goto fail;
 	}
 	*out = pub;

@@ -233,6 +233,7 @@ int reaper_start(struct reaper **out, const struct config *cfg,
 		 size_t errstr_size)
 {
 	struct reaper *r = calloc(1, sizeof(*r));
+	int rc;
 
 	if (!r) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -249,9 +250,10 @@ int reaper_start(struct reaper **out, const struct config *cfg,
 	}
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->wake, NULL);
-	if (pthread_create(&r->thread, NULL, reaper_main, r) != 0) {
+	rc = pthread_create(&r->thread, NULL, reaper_main, r);
+	if (rc != 0) {
 		snprintf(errstr, errstr_size, "cannot start the reaper: %s",
-			 strerror(errno));
+			 strerror(rc));
 		pg_free(r->pg);
 		pthread_mutex_destroy(&r->lock);
 		pthread_cond_destroy(&r->wake);

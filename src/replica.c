@@ -119,6 +119,7 @@ int replica_start(struct replica **out, const char *conninfo,
 		  struct metrics *metrics, char *errstr, size_t errstr_size)
 {
 	struct replica *r = calloc(1, sizeof(*r));
+	int rc;
 
 	*out = NULL;
 	if (!r) {
@@ -133,10 +134,11 @@ int replica_start(struct replica **out, const char *conninfo,
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	if (pthread_create(&r->thread, NULL, replica_main, r) != 0) {
+	rc = pthread_create(&r->thread, NULL, replica_main, r);
+	if (rc != 0) {
 		snprintf(errstr, errstr_size,
 			 "cannot start the replication lag sampler: %s",
-			 strerror(errno));
+			 strerror(rc));
 		goto fail;
 	}
 	*out = r;

@@ -556,11 +556,13 @@ int worker_pool_start(struct worker_pool **out, const struct config *cfg,
 			goto oom;
 	}
 	for (; started < pool->count; started++) {
-		if (pthread_create(&pool->workers[started].thread, NULL,
-				   worker_main, &pool->workers[started]) != 0) {
+		int rc = pthread_create(&pool->workers[started].thread, NULL,
+					worker_main, &pool->workers[started]);
+
+		if (rc != 0) {
 			snprintf(errstr, errstr_size,
 				 "cannot start worker thread: %s",
-				 strerror(errno));
+				 strerror(rc));
 			goto fail;
 		}
 	}

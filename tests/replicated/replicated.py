@@ -109,17 +109,12 @@ def wait_in_sync(brokers, topics, timeout=120):
     raise AssertionError("partitions not in sync after %ds: %s" % (timeout, lagging))
 
 
-class OffsetWatch:
-    """Samples the group's committed offsets twice a second and notes any
-    partition whose committed offset moved backwards."""
+class Watch:
+    """A consumer read on a thread of its own, one step() at a time, for
+    at most 900 s or until stop()."""
 
-    def __init__(self, brokers, group, topic, count):
-        self.consumer = Consumer({"bootstrap.servers": brokers, "group.id": group,
-                                  "enable.auto.commit": False, "log_level": 3})
-        self.parts = [TopicPartition(topic, p) for p in range(count)]
-        self.best = {}
-        self.backwards = []
-        self.samples = 0
+    def __init__(self, consumer):
+        self.consumer = consumer
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -127,18 +122,7 @@ class OffsetWatch:
     def _run(self):
         deadline = time.time() + 900
         while self.running and time.time() < deadline:
-            try:
-                for tp in self.consumer.committed(self.parts, timeout=5):
-                    if tp.offset < 0:
-                        continue
-                    before = self.best.get(tp.partition, -1)
-                    if tp.offset < before:
-                        self.backwards.append((tp.partition, before, tp.offset))
-                    self.best[tp.partition] = max(before, tp.offset)
-                self.samples += 1
-            except Exception:
-                pass  # the coordinator may be moving: the next sample
-            time.sleep(0.5)
+            self.step()
 
     def stop(self):
         self.running = False
@@ -146,37 +130,54 @@ class OffsetWatch:
         self.consumer.close()
 
 
-class ReplyWatch:
+class OffsetWatch(Watch):
+    """Samples the group's committed offsets twice a second and notes any
+    partition whose committed offset moved backwards."""
+
+    def __init__(self, brokers, group, topic, count):
+        self.parts = [TopicPartition(topic, p) for p in range(count)]
+        self.best = {}
+        self.backwards = []
+        self.samples = 0
+        super().__init__(Consumer({"bootstrap.servers": brokers, "group.id": group,
+                                   "enable.auto.commit": False, "log_level": 3}))
+
+    def step(self):
+        try:
+            for tp in self.consumer.committed(self.parts, timeout=5):
+                if tp.offset < 0:
+                    continue
+                before = self.best.get(tp.partition, -1)
+                if tp.offset < before:
+                    self.backwards.append((tp.partition, before, tp.offset))
+                self.best[tp.partition] = max(before, tp.offset)
+            self.samples += 1
+        except Exception:
+            pass  # the coordinator may be moving: the next sample
+        time.sleep(0.5)
+
+
+class ReplyWatch(Watch):
     """Reads the reply topic as it is written, as a client would, and
     notes when each request's first reply could be read (a reply is
     readable once every in-sync replica has it, which may be long after
     the leader appended it)."""
 
     def __init__(self, brokers, topic, count):
-        self.consumer = Consumer({"bootstrap.servers": brokers, "group.id": unique("watch"),
-                                  "enable.auto.commit": False, "log_level": 3,
-                                  "fetch.wait.max.ms": 10})
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
-                              for p in range(count)])
         self.first_seen = {}
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        consumer = Consumer({"bootstrap.servers": brokers, "group.id": unique("watch"),
+                             "enable.auto.commit": False, "log_level": 3,
+                             "fetch.wait.max.ms": 10})
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(count)])
+        super().__init__(consumer)
 
-    def _run(self):
-        deadline = time.time() + 900
-        while self.running and time.time() < deadline:
-            msg = self.consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            doc = parse(msg.value())
-            if doc and "request_id" in doc:
-                self.first_seen.setdefault(doc["request_id"], time.time())
-
-    def stop(self):
-        self.running = False
-        self.thread.join(10)
-        self.consumer.close()
+    def step(self):
+        msg = self.consumer.poll(0.05)
+        if msg is None or msg.error():
+            return
+        doc = parse(msg.value())
+        if doc and "request_id" in doc:
+            self.first_seen.setdefault(doc["request_id"], time.time())
 
 
 def read_topic(brokers, topic, timeout=120):

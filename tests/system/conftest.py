@@ -1,33 +1,17 @@
 """Fixtures: one throwaway PostgreSQL + Kafka stack and one ticketd for the
 whole run (started here, never assumed), and a client per test."""
 
-import os
-import shutil
-
 import pytest
 
-from harness import REPO, Client, Stack, Ticketd
+from harness import Client, Ticketd, session_stack
 
 
 @pytest.fixture(scope="session")
 def stack():
-    state_dir = os.path.join(REPO, "build", "test-stack")
-    shutil.rmtree(state_dir, ignore_errors=True)
-    os.makedirs(state_dir)
     # Secured: one broker with a plain and a SASL_SSL listener, one
     # PostgreSQL with ssl=on, serve the plain tests (unchanged, on the
     # plain endpoints) and test_security.py (docs/security.md says why).
-    s = Stack(state_dir, secure=True)
-    try:
-        s.up()
-    except Exception as e:
-        # A system test never skips: no stack is a failure, said loudly.
-        try:
-            s.down()
-        finally:
-            pytest.fail("cannot start the test stack: %s" % e, pytrace=False)
-    yield s
-    s.down()
+    yield from session_stack("test-stack", "the test stack", secure=True)
 
 
 @pytest.fixture(scope="session")

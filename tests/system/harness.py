@@ -4,6 +4,7 @@ client that sends requests through the real broker and collects replies."""
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,6 +126,27 @@ class Stack:
                 if "TOPIC_ALREADY_EXISTS" not in str(e):
                     raise
 
+
+
+def session_stack(name, what, **kwargs):
+    """For a session fixture (yield from it): a fresh Stack(**kwargs) under
+    build/<name> for the whole run, stopped at its end. A stack that cannot
+    start fails the run and says why: a system test never skips."""
+    import pytest  # here: scripts/bench.py imports this file without pytest
+
+    state_dir = os.path.join(REPO, "build", name)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    os.makedirs(state_dir)
+    s = Stack(state_dir, **kwargs)
+    try:
+        s.up()
+    except Exception as e:
+        try:
+            s.down()
+        finally:
+            pytest.fail("cannot start %s: %s" % (what, e), pytrace=False)
+    yield s
+    s.down()
 
 class Ticketd:
     """One ticketd process with its own HTTP port and log file. With config
